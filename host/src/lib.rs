@@ -1,0 +1,14 @@
+//! ptyflow: streaming 4D-STEM reduction and online ptychography.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod error;
+pub mod metrics;
+pub mod optics;
+pub mod output;
+pub mod pipeline;
+pub mod recon;
+pub mod sim;
+pub mod source;
+
+pub use error::{Error, Result};

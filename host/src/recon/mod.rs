@@ -1,0 +1,1 @@
+//! Ptychographic reconstruction (placeholder).
