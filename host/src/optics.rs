@@ -1,1 +1,378 @@
-//! optics (placeholder).
+//! Electron optics: wavelength, interaction constant, detector sampling and the probe.
+//!
+//! Units (DESIGN.md): lengths in Å, angles in mrad, voltage in kV, Cs in mm.
+//!
+//! # Conventions
+//! - The probe is the inverse Fourier transform of the aperture times `exp(−iχ(k))`, with the
+//!   aberration function `χ(k) = 2π/λ · (½ C10 θ² + ½ C12 θ² cos 2(φ − φ12) + ¼ C30 θ⁴)`,
+//!   `θ = λ|k|` (the abTEM convention). **Defocus is positive for underfocus**: `C10 = −defocus`.
+//! - FFTs follow numpy/rustfft: forward `exp(−2πi jk/N)`, no normalisation forward; this module
+//!   normalises the probe so that `Σ|P|² = 1` (DESIGN.md).
+//! - The probe array is centred: its optical axis sits at pixel `(M/2, M/2)` of the `M × M`
+//!   window (the centre of a `fftshift`ed array).
+
+use num_complex::{Complex32, Complex64};
+use rustfft::FftPlanner;
+
+use crate::{Error, Result};
+
+/// Planck constant × speed of light, in keV·Å.
+const HC_KEV_ANGSTROM: f64 = 12.398_419_843_320_026;
+/// Electron rest energy m₀c², in keV.
+const ELECTRON_REST_KEV: f64 = 510.998_950_69;
+
+/// Relativistic electron wavelength λ in Å for an accelerating voltage in kV.
+///
+/// `λ = hc / √(E (2 m₀c² + E))` with `E = e·V`.
+/// λ(80 kV) = 0.041757 Å, λ(300 kV) = 0.019687 Å.
+pub fn wavelength_angstrom(kv: f64) -> f64 {
+    HC_KEV_ANGSTROM / (kv * (2.0 * ELECTRON_REST_KEV + kv)).sqrt()
+}
+
+/// Interaction constant σ in rad / (V·Å) (Kirkland, *Advanced Computing in Electron
+/// Microscopy*, eq. 5.6): the phase shift per projected potential, `σ = 2π m e λ / h²`
+/// with the relativistic mass, i.e. `σ = 2π / (λ V) · (m₀c² + eV) / (2 m₀c² + eV)`.
+/// σ(300 kV) ≈ 6.53 × 10⁻⁴ rad/(V·Å).
+pub fn interaction_constant(kv: f64) -> f64 {
+    let lambda = wavelength_angstrom(kv);
+    let volts = kv * 1e3;
+    2.0 * std::f64::consts::PI / (lambda * volts) * (ELECTRON_REST_KEV + kv)
+        / (2.0 * ELECTRON_REST_KEV + kv)
+}
+
+/// Spatial frequency in 1/Å of a scattering angle in mrad: `k = θ / λ`.
+pub fn mrad_to_inv_angstrom(theta_mrad: f64, kv: f64) -> f64 {
+    theta_mrad * 1e-3 / wavelength_angstrom(kv)
+}
+
+/// Scattering angle in mrad of a spatial frequency in 1/Å: `θ = λ k`.
+pub fn inv_angstrom_to_mrad(k: f64, kv: f64) -> f64 {
+    k * wavelength_angstrom(kv) * 1e3
+}
+
+/// Angular size of a binned detector pixel: `bin × mrad_per_px` of the unbinned detector.
+pub fn binned_mrad_per_px(mrad_per_px: f64, bin: usize) -> f64 {
+    mrad_per_px * bin as f64
+}
+
+/// Real-space pixel of an `M × M` reconstruction window in Å: `dx = λ / (M · θ_pixel)`,
+/// with `θ_pixel` the (binned) detector pixel in mrad.
+pub fn window_pixel_angstrom(kv: f64, m: usize, mrad_per_px: f64) -> f64 {
+    wavelength_angstrom(kv) / (m as f64 * mrad_per_px * 1e-3)
+}
+
+/// Bright-field disc radius in detector pixels: `α / θ_pixel`.
+pub fn bright_field_radius_px(alpha_mrad: f64, mrad_per_px: f64) -> f64 {
+    alpha_mrad / mrad_per_px
+}
+
+/// The probe-forming optics.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeParams {
+    /// Accelerating voltage in kV.
+    pub kv: f64,
+    /// Convergence semi-angle α in mrad (radius of the condenser aperture).
+    pub alpha_mrad: f64,
+    /// Defocus in Å; positive = underfocus (`C10 = −defocus`).
+    pub defocus_angstrom: f64,
+    /// Spherical aberration Cs (C30) in mm.
+    pub cs_mm: f64,
+    /// Two-fold astigmatism |C12| in Å.
+    pub astigmatism_angstrom: f64,
+    /// Azimuth φ12 of the two-fold astigmatism in degrees.
+    pub astigmatism_angle_deg: f64,
+}
+
+impl ProbeParams {
+    /// An aberration-free probe (apart from defocus).
+    pub fn new(kv: f64, alpha_mrad: f64, defocus_angstrom: f64) -> Self {
+        ProbeParams {
+            kv,
+            alpha_mrad,
+            defocus_angstrom,
+            cs_mm: 0.0,
+            astigmatism_angstrom: 0.0,
+            astigmatism_angle_deg: 0.0,
+        }
+    }
+
+    /// Checks that every value is finite and physical.
+    pub fn validate(&self) -> Result<()> {
+        let check = |name: &str, v: f64, positive: bool| {
+            if !v.is_finite() || (positive && v <= 0.0) {
+                let want = if positive {
+                    "a finite value > 0"
+                } else {
+                    "a finite value"
+                };
+                Err(Error::param(name, format!("got {v}, expected {want}")))
+            } else {
+                Ok(())
+            }
+        };
+        check("--kv", self.kv, true)?;
+        check("--alpha", self.alpha_mrad, true)?;
+        check("--defocus", self.defocus_angstrom, false)?;
+        check("--cs", self.cs_mm, false)?;
+        check("--astigmatism", self.astigmatism_angstrom, false)?;
+        check("--astigmatism-angle", self.astigmatism_angle_deg, false)
+    }
+
+    /// Electron wavelength in Å.
+    pub fn wavelength(&self) -> f64 {
+        wavelength_angstrom(self.kv)
+    }
+
+    /// Aberration phase χ in radians at spatial frequency `(kx, ky)` (1/Å).
+    pub fn chi(&self, kx: f64, ky: f64) -> f64 {
+        let lambda = self.wavelength();
+        let k2 = kx * kx + ky * ky;
+        let theta2 = lambda * lambda * k2;
+        let phi = ky.atan2(kx);
+        let c10 = -self.defocus_angstrom;
+        let c12 = self.astigmatism_angstrom;
+        let phi12 = self.astigmatism_angle_deg.to_radians();
+        let c30 = self.cs_mm * 1e7;
+        2.0 * std::f64::consts::PI / lambda
+            * (0.5 * c10 * theta2
+                + 0.5 * c12 * theta2 * (2.0 * (phi - phi12)).cos()
+                + 0.25 * c30 * theta2 * theta2)
+    }
+
+    /// The probe sampled on an `M × M` window of pixel `dx` Å, centred at pixel `(M/2, M/2)`,
+    /// row-major (row = y), normalised to `Σ|P|² = 1`.
+    ///
+    /// The aperture is a disc of radius α with a one-pixel linear soft edge in reciprocal space
+    /// (limits ringing from a sampled hard edge). Errors if α lies beyond the window's Nyquist
+    /// frequency (the aperture would alias) or if no frequency falls inside the aperture.
+    pub fn sample(&self, m: usize, dx: f64) -> Result<Vec<Complex32>> {
+        self.validate()?;
+        if m < 2 {
+            return Err(Error::param(
+                "window",
+                format!("{m} pixels, expected at least 2"),
+            ));
+        }
+        if !(dx.is_finite() && dx > 0.0) {
+            return Err(Error::param("pixel size", format!("{dx} Å, expected > 0")));
+        }
+        let lambda = self.wavelength();
+        let dk = 1.0 / (m as f64 * dx);
+        let k_alpha = self.alpha_mrad * 1e-3 / lambda;
+        let k_nyquist = 0.5 / dx;
+        if k_alpha > k_nyquist {
+            return Err(Error::param(
+                "--alpha",
+                format!(
+                    "aperture {:.2} mrad reaches beyond the window's Nyquist angle {:.2} mrad \
+                     (pixel {dx:.4} Å); use a smaller real-space pixel (more detector pixels)",
+                    self.alpha_mrad,
+                    k_nyquist * lambda * 1e3
+                ),
+            ));
+        }
+        let freq = |i: usize| {
+            let i = i as isize;
+            let n = m as isize;
+            (if i < (n + 1) / 2 { i } else { i - n }) as f64 * dk
+        };
+        let centre = (m / 2) as f64;
+        let mut spectrum = vec![Complex64::new(0.0, 0.0); m * m];
+        for (row, line) in spectrum.chunks_exact_mut(m).enumerate() {
+            let ky = freq(row);
+            for (col, value) in line.iter_mut().enumerate() {
+                let kx = freq(col);
+                let k = (kx * kx + ky * ky).sqrt();
+                // Linear soft edge one reciprocal pixel wide, centred on the aperture radius.
+                let a = ((k_alpha - k) / dk + 0.5).clamp(0.0, 1.0);
+                if a > 0.0 {
+                    // Centre the probe at (M/2, M/2): multiply by exp(−2πi k·r0).
+                    let shift = -2.0 * std::f64::consts::PI * (kx + ky) * centre * dx;
+                    let phase = -self.chi(kx, ky) + shift;
+                    *value = Complex64::from_polar(a, phase);
+                }
+            }
+        }
+        if spectrum.iter().all(|v| v.norm_sqr() == 0.0) {
+            return Err(Error::param(
+                "--alpha",
+                "aperture smaller than one reciprocal pixel of the window; enlarge the window",
+            ));
+        }
+        ifft2(&mut spectrum, m);
+        let norm = spectrum.iter().map(|v| v.norm_sqr()).sum::<f64>().sqrt();
+        Ok(spectrum
+            .iter()
+            .map(|v| Complex32::new((v.re / norm) as f32, (v.im / norm) as f32))
+            .collect())
+    }
+}
+
+/// In-place unnormalised 2-D inverse FFT of a row-major `m × m` array (set-up only).
+fn ifft2(data: &mut [Complex64], m: usize) {
+    let fft = FftPlanner::<f64>::new().plan_fft_inverse(m);
+    for row in data.chunks_exact_mut(m) {
+        fft.process(row);
+    }
+    let mut column = vec![Complex64::new(0.0, 0.0); m];
+    for col in 0..m {
+        for (row, c) in column.iter_mut().enumerate() {
+            *c = data[row * m + col];
+        }
+        fft.process(&mut column);
+        for (row, c) in column.iter().enumerate() {
+            data[row * m + col] = *c;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(a: f64, b: f64) -> f64 {
+        ((a - b) / b).abs()
+    }
+
+    #[test]
+    fn wavelength_matches_tables_to_five_digits() {
+        // Relativistic wavelengths (e.g. Williams & Carter table 1.1, Kirkland appendix).
+        for (kv, lambda) in [
+            (60.0, 0.048661),
+            (80.0, 0.041757),
+            (200.0, 0.025079),
+            (300.0, 0.019687),
+        ] {
+            // Five significant digits: equal once rounded to the table's last digit.
+            let got = wavelength_angstrom(kv);
+            assert!((got - lambda).abs() <= 0.5e-6, "{kv} kV: {got}");
+        }
+    }
+
+    #[test]
+    fn interaction_constant_matches_kirkland() {
+        // Kirkland: σ = 0.00092 (100 kV), 0.00073 (200 kV), 0.00065 (300 kV) rad/(V·Å).
+        for (kv, sigma) in [(100.0, 9.24e-4), (200.0, 7.29e-4), (300.0, 6.53e-4)] {
+            assert!(
+                rel(interaction_constant(kv), sigma) < 3e-3,
+                "{kv} kV: {}",
+                interaction_constant(kv)
+            );
+        }
+    }
+
+    #[test]
+    fn sampling_conversions_round_trip() {
+        let k = mrad_to_inv_angstrom(24.0, 80.0);
+        assert!(rel(k, 0.024 / 0.041757) < 1e-4);
+        assert!(rel(inv_angstrom_to_mrad(k, 80.0), 24.0) < 1e-12);
+        assert_eq!(binned_mrad_per_px(0.5, 4), 2.0);
+        // 64 px window, 1 mrad/px at 300 kV: dx = 0.019687 / 0.064 Å.
+        assert!(rel(window_pixel_angstrom(300.0, 64, 1.0), 0.019687 / 0.064) < 1e-4);
+        assert_eq!(bright_field_radius_px(24.0, 0.75), 32.0);
+    }
+
+    #[test]
+    fn probe_is_normalised_and_centred() {
+        let p = ProbeParams::new(300.0, 18.0, 0.0);
+        let m = 64;
+        let dx = window_pixel_angstrom(300.0, m, 1.5);
+        let probe = p.sample(m, dx).unwrap();
+        let total: f64 = probe.iter().map(|v| v.norm_sqr() as f64).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        let peak = (0..m * m).max_by(|&a, &b| probe[a].norm_sqr().total_cmp(&probe[b].norm_sqr()));
+        assert_eq!(peak, Some((m / 2) * m + m / 2));
+    }
+
+    /// The probe's Fourier transform is the aperture: the bright-field disc has radius α/θ_px.
+    #[test]
+    fn probe_spectrum_is_the_aperture() {
+        let (m, mrad_px) = (64, 1.0);
+        let p = ProbeParams::new(80.0, 24.0, 300.0);
+        let probe = p
+            .sample(m, window_pixel_angstrom(80.0, m, mrad_px))
+            .unwrap();
+        let mut spec: Vec<Complex64> = probe
+            .iter()
+            .map(|v| Complex64::new(v.re as f64, v.im as f64))
+            .collect();
+        let fft = FftPlanner::<f64>::new().plan_fft_forward(m);
+        // forward 2-D FFT: rows then columns
+        for row in spec.chunks_exact_mut(m) {
+            fft.process(row);
+        }
+        let mut col = vec![Complex64::new(0.0, 0.0); m];
+        for c in 0..m {
+            for r in 0..m {
+                col[r] = spec[r * m + c];
+            }
+            fft.process(&mut col);
+            for r in 0..m {
+                spec[r * m + c] = col[r];
+            }
+        }
+        let radius = bright_field_radius_px(24.0, mrad_px);
+        for r in 0..m {
+            for c in 0..m {
+                let fy = if r < m / 2 {
+                    r as f64
+                } else {
+                    r as f64 - m as f64
+                };
+                let fx = if c < m / 2 {
+                    c as f64
+                } else {
+                    c as f64 - m as f64
+                };
+                let d = (fx * fx + fy * fy).sqrt();
+                let mag = spec[r * m + c].norm();
+                if d < radius - 1.0 {
+                    assert!(mag > 0.1, "inside the disc at d={d}: {mag}");
+                } else if d > radius + 1.0 {
+                    assert!(mag < 1e-6, "outside the disc at d={d}: {mag}");
+                }
+            }
+        }
+    }
+
+    /// Geometric optics: a strongly defocused probe is a uniform disc of radius defocus·α,
+    /// whose RMS radius is R/√2.
+    #[test]
+    fn defocused_probe_diameter_is_two_defocus_alpha() {
+        let (m, kv, alpha, defocus) = (256, 80.0, 24.0, 800.0);
+        let dx = 0.4;
+        let probe = ProbeParams::new(kv, alpha, defocus).sample(m, dx).unwrap();
+        let c = (m / 2) as f64;
+        let mut r2 = 0.0;
+        for (i, v) in probe.iter().enumerate() {
+            let (y, x) = ((i / m) as f64 - c, (i % m) as f64 - c);
+            r2 += (x * x + y * y) * dx * dx * v.norm_sqr() as f64;
+        }
+        let rms = r2.sqrt();
+        let geometric = defocus * alpha * 1e-3 / 2f64.sqrt();
+        assert!(
+            rel(rms, geometric) < 0.08,
+            "rms radius {rms} Å vs geometric {geometric} Å"
+        );
+        // The sign of defocus only mirrors the phase (conjugates the probe), not the intensity.
+        let over = ProbeParams::new(kv, alpha, -defocus).sample(m, dx).unwrap();
+        let mut err = 0.0f64;
+        for (a, b) in probe.iter().zip(&over) {
+            err = err.max((a.norm_sqr() - b.norm_sqr()).abs() as f64);
+        }
+        assert!(err < 1e-6);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let mut p = ProbeParams::new(300.0, 18.0, 0.0);
+        p.alpha_mrad = f64::NAN;
+        let e = p.sample(64, 0.3).unwrap_err().to_string();
+        assert!(e.contains("--alpha"), "{e}");
+        let p = ProbeParams::new(300.0, 300.0, 0.0);
+        let e = p.sample(64, 0.3).unwrap_err().to_string();
+        assert!(e.contains("Nyquist"), "{e}");
+        let p = ProbeParams::new(-1.0, 18.0, 0.0);
+        assert!(p.sample(64, 0.3).unwrap_err().to_string().contains("--kv"));
+    }
+}
