@@ -1,6 +1,7 @@
 //! ptyflow: streaming 4D-STEM reduction and online ptychography.
 #![deny(missing_docs)]
 
+pub mod benchmark;
 pub mod cli;
 pub mod error;
 pub mod metrics;
