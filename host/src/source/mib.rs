@@ -470,7 +470,7 @@ mod tests {
     /// Reference: reverse each 8-byte word, then pixel p of `bits` bits (1, 8, 16) is read
     /// little-endian from the reversed bytes. A plain per-pixel loop, no word arithmetic.
     fn naive(src: &[u8], bits: usize) -> Vec<u16> {
-        let mut rev = Vec::with_capacity(src.len());
+        let mut rev: Vec<u8> = Vec::with_capacity(src.len());
         for w in src.chunks(8) {
             rev.extend(w.iter().rev());
         }
