@@ -552,6 +552,9 @@ pub struct FrameReader<'d> {
     f32: Vec<f32>,
 }
 
+/// Unpacks RAW Merlin pixels stored in one byte or less.
+type Unpack8 = fn(&[u8], &mut [u8]);
+
 /// `buf` sized to `n` (a no-op after the first call for a dump).
 fn sized<T: Clone + Default>(buf: &mut Vec<T>, n: usize) -> &mut [T] {
     if buf.len() != n {
@@ -640,7 +643,7 @@ impl<'d> FrameReader<'d> {
                 }
                 _ => {
                     let buf = sized(&mut self.u8, n);
-                    let (unpack, chip_row_bytes): (fn(&[u8], &mut [u8]), usize) = if depth == 1 {
+                    let (unpack, chip_row_bytes): (Unpack8, usize) = if depth == 1 {
                         (mib::unpack_r1, 32)
                     } else {
                         (mib::unpack_r6, 256)
