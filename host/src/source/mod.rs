@@ -1,1 +1,664 @@
-//! Frame sources (placeholder).
+//! Frame sources: memory-mapped readers for recorded detector dumps.
+//!
+//! [`Dump::open`] maps a file, works out its format and layout, and checks that the file size
+//! is a whole number of frames. [`Dump::reader`] gives a [`FrameReader`] that hands out frames
+//! by index without allocating: straight from the map (zero copy) when the stored pixels are
+//! already the working type in native byte order and aligned, otherwise decoded into a buffer
+//! the reader owns and reuses. A `Dump` is `Send + Sync`; give each thread its own reader.
+//!
+//! ```no_run
+//! use ptyflow::source::{Dump, Frame, OpenOptions};
+//! let dump = Dump::open("scan.mib", &OpenOptions::default())?;
+//! let mut reader = dump.reader();
+//! for i in 0..dump.info().frames {
+//!     match reader.frame(i)? {
+//!         Frame::U16(px) => { /* px.len() == width * height, row-major, file order */ }
+//!         other => { let _ = other.len(); }
+//!     }
+//! }
+//! # Ok::<(), ptyflow::Error>(())
+//! ```
+//!
+//! # Formats
+//! - **raw** ([`RawSidecar`]): `header_bytes`, then frames of `frame_header_bytes`,
+//!   `width × height` pixels of `u8|u16|u32|i32|f32` (either byte order), `frame_footer_bytes`.
+//!   `i32` is delivered as `f32`, exact for |v| ≤ 2^24.
+//! - **mib**: Quantum Detectors Merlin, see the `mib` module notes: `U08/U16/U32` → `u8/u16/u32`;
+//!   RAW `R64` 1-bit and 6-bit → `u8`, 12-bit → `u16`; quad RAW reassembled to 512 × 512.
+//! - **empad**: 128 × 130 `f32` frames, delivered as 128 × 128 (the last two rows dropped).
+//!
+//! Frames keep the file's layout: row 0 is the first row stored, no flips.
+//!
+//! # Format detection (`format: None`)
+//! 1. a `.mib` extension → Merlin;
+//! 2. a `.xml` → EMPAD, reading the `.raw` it names; a `.raw` with an EMPAD `.xml` beside it
+//!    (same stem, or the only `.xml` in the folder that names it) → EMPAD;
+//! 3. a sidecar `<file>.json`, or raw layout options → raw;
+//! 4. otherwise an error that names the file and the options needed.
+//!
+//! # Header checks (Merlin)
+//! Frame 0's header is parsed in full and the last frame's header is checked when the file is
+//! opened. Every frame's header is checked again when that frame is read (magic, sequence
+//! number = frame 0's + index, header size, chip count, width, height, pixel type): a parse of
+//! ~35 ASCII bytes that sit beside the pixels, with no allocation. So opening a 100 GB file
+//! touches two pages, not every header, and a bad frame is reported, with its index and byte
+//! offset, when it is reached.
+//!
+//! # Files that change while mapped
+//! The map assumes nobody truncates or rewrites the file while it is open (detector dumps are
+//! written once, then replayed). If another process truncates it anyway, reading a page past
+//! the new end raises `SIGBUS` and the process dies; ptyflow cannot turn that into an error.
+
+mod args;
+mod empad;
+mod mib;
+mod raw;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::{Error, Result};
+
+pub use args::{DumpArgs, FormatArg};
+pub use raw::{ByteOrder, RawDtype, RawSidecar};
+
+/// The file formats ptyflow reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Raw frames described by a sidecar or by options.
+    Raw,
+    /// Quantum Detectors Merlin `.mib`.
+    Mib,
+    /// EMPAD `.raw` with its acquisition `.xml`.
+    Empad,
+}
+
+impl Format {
+    /// The name used on the command line and in JSON output: `raw`, `mib`, `empad`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Mib => "mib",
+            Format::Empad => "empad",
+        }
+    }
+}
+
+/// The pixel types frames are delivered as (the core kernels' pixel types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelKind {
+    /// `u8`.
+    U8,
+    /// `u16`.
+    U16,
+    /// `u32`.
+    U32,
+    /// `f32`.
+    F32,
+}
+
+impl PixelKind {
+    /// `u8`, `u16`, `u32` or `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PixelKind::U8 => "u8",
+            PixelKind::U16 => "u16",
+            PixelKind::U32 => "u32",
+            PixelKind::F32 => "f32",
+        }
+    }
+    /// Bytes per pixel.
+    pub fn bytes(self) -> usize {
+        match self {
+            PixelKind::U8 => 1,
+            PixelKind::U16 => 2,
+            PixelKind::U32 | PixelKind::F32 => 4,
+        }
+    }
+    /// Whether the pixels are integers (exact sums).
+    pub fn is_integer(self) -> bool {
+        self != PixelKind::F32
+    }
+}
+
+/// Raw-layout options; each one given overrides the sidecar's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawOverrides {
+    /// Frame width in pixels.
+    pub width: Option<usize>,
+    /// Frame height in pixels.
+    pub height: Option<usize>,
+    /// Stored pixel type.
+    pub dtype: Option<RawDtype>,
+    /// `Some(true)`: big-endian; `Some(false)`: little-endian.
+    pub big_endian: Option<bool>,
+    /// Bytes before the first frame.
+    pub header_bytes: Option<u64>,
+    /// Bytes before the pixels of every frame.
+    pub frame_header_bytes: Option<u64>,
+    /// Bytes after the pixels of every frame.
+    pub frame_footer_bytes: Option<u64>,
+}
+
+impl RawOverrides {
+    /// Whether any option is given.
+    pub fn any(&self) -> bool {
+        *self != RawOverrides::default()
+    }
+    /// The command-line flag of the first option given (for error messages).
+    fn first_flag(&self) -> Option<&'static str> {
+        [
+            (self.width.is_some(), "--width"),
+            (self.height.is_some(), "--height"),
+            (self.dtype.is_some(), "--dtype"),
+            (self.big_endian.is_some(), "--big-endian"),
+            (self.header_bytes.is_some(), "--header-bytes"),
+            (self.frame_header_bytes.is_some(), "--frame-header-bytes"),
+            (self.frame_footer_bytes.is_some(), "--frame-footer-bytes"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+}
+
+/// How to open a dump. The default detects the format and takes raw layouts from the sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// The format, or `None` to detect it (see the module docs).
+    pub format: Option<Format>,
+    /// Raw-layout options (raw dumps only).
+    pub raw: RawOverrides,
+}
+
+/// What a dump holds and where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpInfo {
+    /// The data file.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// Delivered frame width in pixels (columns).
+    pub width: usize,
+    /// Delivered frame height in pixels (rows).
+    pub height: usize,
+    /// How pixels are stored, in the format's own words (e.g. `u16, big-endian`,
+    /// `R64 (4 chips, layout 2x2, counter depth 1)`).
+    pub stored_dtype: String,
+    /// The pixel type frames are delivered as.
+    pub pixel: PixelKind,
+    /// Number of frames in the file.
+    pub frames: usize,
+    /// Scan shape `(rows, cols)` if the file or its metadata says (a hint; frame index =
+    /// row · cols + col for a raster scan).
+    pub scan: Option<(usize, usize)>,
+    /// Frame count declared by metadata (Merlin `.hdr`, raw sidecar), if any.
+    pub declared_frames: Option<u64>,
+    /// File size in bytes.
+    pub file_bytes: u64,
+    /// Bytes before the first frame.
+    pub header_bytes: u64,
+    /// Bytes before the pixels of every frame (Merlin: the frame header).
+    pub frame_header_bytes: u64,
+    /// Stored pixel bytes of every frame.
+    pub frame_bytes: u64,
+    /// Bytes after the pixels of every frame (EMPAD: the two metadata rows).
+    pub frame_footer_bytes: u64,
+    /// Bytes from one frame to the next.
+    pub stride: u64,
+    /// Whether every frame is handed out straight from the map, without decoding.
+    pub zero_copy: bool,
+    /// Remarks worth showing a user (metadata that disagrees, ignored fields …).
+    pub notes: Vec<String>,
+}
+
+impl DumpInfo {
+    /// Pixels per delivered frame (`width × height`).
+    pub fn pixels(&self) -> usize {
+        self.width * self.height
+    }
+    /// Byte offset in the file of the stored pixels of frame `index`.
+    pub fn frame_offset(&self, index: usize) -> u64 {
+        self.header_bytes + index as u64 * self.stride + self.frame_header_bytes
+    }
+}
+
+/// One frame, borrowed from the map or from the reader's buffer: `width × height` pixels,
+/// row-major in file order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Frame<'a> {
+    /// 8-bit counts.
+    U8(&'a [u8]),
+    /// 16-bit counts.
+    U16(&'a [u16]),
+    /// 32-bit counts.
+    U32(&'a [u32]),
+    /// Floating-point values.
+    F32(&'a [f32]),
+}
+
+impl Frame<'_> {
+    /// The pixel type.
+    pub fn kind(&self) -> PixelKind {
+        match self {
+            Frame::U8(_) => PixelKind::U8,
+            Frame::U16(_) => PixelKind::U16,
+            Frame::U32(_) => PixelKind::U32,
+            Frame::F32(_) => PixelKind::F32,
+        }
+    }
+    /// Number of pixels.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::U8(p) => p.len(),
+            Frame::U16(p) => p.len(),
+            Frame::U32(p) => p.len(),
+            Frame::F32(p) => p.len(),
+        }
+    }
+    /// Whether the frame has no pixels (never, for frames of a [`Dump`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How stored bytes become a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decode {
+    U8,
+    U16 { big: bool },
+    U32 { big: bool },
+    F32 { big: bool },
+    I32ToF32 { big: bool },
+    MibR64 { depth: u8, quad: bool },
+}
+
+/// A frame count declared by metadata, and whether disagreeing with it is an error.
+#[derive(Debug, Clone)]
+pub(crate) struct Declared {
+    frames: u64,
+    source: PathBuf,
+    strict: bool,
+}
+
+/// What a format module works out before the frame count is known.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    path: PathBuf,
+    format: Format,
+    width: usize,
+    height: usize,
+    stored_dtype: String,
+    pixel: PixelKind,
+    header_bytes: u64,
+    frame_header_bytes: u64,
+    frame_bytes: u64,
+    frame_footer_bytes: u64,
+    decode: Decode,
+    scan: Option<(usize, usize)>,
+    declared: Option<Declared>,
+    notes: Vec<String>,
+    mib: Option<mib::HeaderCheck>,
+}
+
+/// A memory-mapped detector dump. `Send + Sync`: share it between threads, each with its own
+/// [`FrameReader`].
+#[derive(Debug)]
+pub struct Dump {
+    info: DumpInfo,
+    decode: Decode,
+    mib: Option<mib::HeaderCheck>,
+    map: Mmap,
+}
+
+const NATIVE_BIG: bool = cfg!(target_endian = "big");
+
+fn has_ext(p: &Path, ext: &str) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Picks the format of `path` (see the module docs) and, for an EMPAD `.xml`, the `.raw` it
+/// names.
+fn detect(path: &Path, opts: &OpenOptions) -> Result<(Format, PathBuf)> {
+    if let Some(f) = opts.format {
+        if f == Format::Empad && has_ext(path, "xml") {
+            return Ok((f, empad::raw_for_xml(path)?));
+        }
+        return Ok((f, path.to_owned()));
+    }
+    if has_ext(path, "mib") {
+        return Ok((Format::Mib, path.to_owned()));
+    }
+    if has_ext(path, "xml") {
+        return Ok((Format::Empad, empad::raw_for_xml(path)?));
+    }
+    if has_ext(path, "raw") && empad::find_xml(path).is_some() {
+        return Ok((Format::Empad, path.to_owned()));
+    }
+    if RawSidecar::path_for(path).is_file() || opts.raw.any() {
+        return Ok((Format::Raw, path.to_owned()));
+    }
+    Err(Error::file(
+        path,
+        format!(
+            "cannot tell the format: not a `.mib`, no EMPAD `.xml` beside it, and no sidecar {}. \
+             Give --format mib or --format empad, or describe a raw dump with --format raw \
+             --width W --height H --dtype u8|u16|u32|i32|f32 (plus --header-bytes, \
+             --frame-header-bytes, --frame-footer-bytes, --big-endian if needed)",
+            RawSidecar::path_for(path).display()
+        ),
+    ))
+}
+
+impl Dump {
+    /// Opens and maps `path`, detects or applies its format, and checks its size (and, for
+    /// Merlin files, the first and last frame headers).
+    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Dump> {
+        let given = path.as_ref();
+        let (format, path) = detect(given, opts)?;
+        if format != Format::Raw {
+            if let Some(flag) = opts.raw.first_flag() {
+                return Err(Error::param(
+                    flag,
+                    format!(
+                        "describes raw dumps only, but {} is read as {} (use --format raw to \
+                         read it as raw frames)",
+                        path.display(),
+                        format.name()
+                    ),
+                ));
+            }
+        }
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            return Err(Error::file(&path, "is a folder, expected a dump file"));
+        }
+        let size = meta.len();
+        if size == 0 {
+            return Err(Error::file(
+                &path,
+                "the file is empty (0 bytes); a dump holds at least one frame",
+            ));
+        }
+        // SAFETY: `Mmap::map` is unsafe because the mapped bytes can change if the file is
+        // modified or truncated while mapped. The map is read-only and ptyflow assumes dumps are
+        // complete, write-once files that nobody changes while they are replayed (module docs).
+        // If one is modified anyway, frames may show the new bytes (any bit pattern is a valid
+        // u8/u16/u32/f32); if it is truncated, reading past the new end raises SIGBUS.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        #[cfg(unix)]
+        {
+            // Replay reads front to back: ask for aggressive read-ahead. Only a hint.
+            let _ = map.advise(memmap2::Advice::Sequential);
+        }
+        let (plan, xml) = match format {
+            Format::Raw => (raw::plan(&path, &opts.raw)?, None),
+            Format::Mib => (mib::plan(&path, &map)?, None),
+            Format::Empad => empad::plan(&path)?,
+        };
+        let mut dump = Self::from_plan(plan, size, map)?;
+        if format == Format::Empad {
+            let (scan, note) = empad::resolve_scan(&path, xml.as_ref(), dump.info.frames);
+            dump.info.scan = scan;
+            dump.info.notes.extend(note);
+        }
+        if let Some(check) = &dump.mib {
+            let last = dump.info.frames - 1;
+            check.check(
+                &dump.info.path,
+                &dump.map,
+                last,
+                dump.info.header_bytes + last as u64 * dump.info.stride,
+            )?;
+        }
+        Ok(dump)
+    }
+
+    fn from_plan(p: Plan, size: u64, map: Mmap) -> Result<Dump> {
+        let stride = p.frame_header_bytes + p.frame_bytes + p.frame_footer_bytes;
+        if p.header_bytes > size {
+            return Err(Error::file(
+                &p.path,
+                format!(
+                    "the file has {size} bytes, fewer than its {}-byte header",
+                    p.header_bytes
+                ),
+            ));
+        }
+        let body = size - p.header_bytes;
+        let frames = body / stride;
+        let rem = body % stride;
+        let geometry = format!("{} × {} pixels of {}", p.width, p.height, p.stored_dtype);
+        if rem != 0 {
+            return Err(Error::file(
+                &p.path,
+                format!(
+                    "file size {size} bytes is not a whole number of frames: after the \
+                     {}-byte file header, frames of {stride} bytes ({} header + {} pixel + {} \
+                     footer bytes; {geometry}) leave {rem} bytes over. The last frame is \
+                     truncated, or the geometry is wrong",
+                    p.header_bytes, p.frame_header_bytes, p.frame_bytes, p.frame_footer_bytes
+                ),
+            ));
+        }
+        if frames == 0 {
+            return Err(Error::file(
+                &p.path,
+                format!(
+                    "file size {size} bytes holds no frame (file header {} bytes, frame stride \
+                     {stride} bytes)",
+                    p.header_bytes
+                ),
+            ));
+        }
+        let frames = usize::try_from(frames)
+            .map_err(|_| Error::file(&p.path, format!("{frames} frames do not fit in memory")))?;
+        let mut notes = p.notes;
+        if let Some(d) = &p.declared {
+            if d.frames != frames as u64 {
+                let msg = format!(
+                    "{} declares {} frames, the file holds {frames} ({geometry}, {stride} bytes \
+                     per frame)",
+                    d.source.display(),
+                    d.frames
+                );
+                if d.strict {
+                    return Err(Error::file(&p.path, msg));
+                }
+                notes.push(msg);
+            }
+        }
+        if let Some((r, c)) = p.scan {
+            if r * c != frames {
+                notes.push(format!(
+                    "scan shape {r} × {c} = {} positions, but the file holds {frames} frames",
+                    r * c
+                ));
+            }
+        }
+        let align = p.pixel.bytes() as u64;
+        let aligned = (p.header_bytes + p.frame_header_bytes) % align == 0 && stride % align == 0;
+        let zero_copy = match p.decode {
+            Decode::U8 => true,
+            Decode::U16 { big } | Decode::U32 { big } | Decode::F32 { big } => {
+                big == NATIVE_BIG && aligned
+            }
+            Decode::I32ToF32 { .. } | Decode::MibR64 { .. } => false,
+        };
+        Ok(Dump {
+            info: DumpInfo {
+                path: p.path,
+                format: p.format,
+                width: p.width,
+                height: p.height,
+                stored_dtype: p.stored_dtype,
+                pixel: p.pixel,
+                frames,
+                scan: p.scan,
+                declared_frames: p.declared.map(|d| d.frames),
+                file_bytes: size,
+                header_bytes: p.header_bytes,
+                frame_header_bytes: p.frame_header_bytes,
+                frame_bytes: p.frame_bytes,
+                frame_footer_bytes: p.frame_footer_bytes,
+                stride,
+                zero_copy,
+                notes,
+            },
+            decode: p.decode,
+            mib: p.mib,
+            map,
+        })
+    }
+
+    /// What the dump holds.
+    pub fn info(&self) -> &DumpInfo {
+        &self.info
+    }
+
+    /// A frame reader. Allocates its decode buffer (one frame) here, when the dump needs one;
+    /// [`FrameReader::frame`] never allocates.
+    pub fn reader(&self) -> FrameReader<'_> {
+        let mut r = FrameReader {
+            dump: self,
+            u8: Vec::new(),
+            u16: Vec::new(),
+            u32: Vec::new(),
+            f32: Vec::new(),
+        };
+        if !self.info.zero_copy {
+            let n = self.info.pixels();
+            match self.info.pixel {
+                PixelKind::U8 => r.u8.resize(n, 0),
+                PixelKind::U16 => r.u16.resize(n, 0),
+                PixelKind::U32 => r.u32.resize(n, 0),
+                PixelKind::F32 => r.f32.resize(n, 0.0),
+            }
+        }
+        r
+    }
+}
+
+/// Reads frames of one [`Dump`] by index, reusing one decode buffer. Cheap to create; one per
+/// thread.
+#[derive(Debug)]
+pub struct FrameReader<'d> {
+    dump: &'d Dump,
+    u8: Vec<u8>,
+    u16: Vec<u16>,
+    u32: Vec<u32>,
+    f32: Vec<f32>,
+}
+
+/// Unpacks RAW Merlin pixels stored in one byte or less.
+type Unpack8 = fn(&[u8], &mut [u8]);
+
+/// `buf` sized to `n` (a no-op after the first call for a dump).
+fn sized<T: Clone + Default>(buf: &mut Vec<T>, n: usize) -> &mut [T] {
+    if buf.len() != n {
+        buf.resize(n, T::default());
+    }
+    buf
+}
+
+impl<'d> FrameReader<'d> {
+    /// The dump this reader reads.
+    pub fn dump(&self) -> &'d Dump {
+        self.dump
+    }
+
+    /// Frame `index` (0-based, file order). Zero copy when [`DumpInfo::zero_copy`]; otherwise
+    /// decoded into this reader's buffer, which the next call overwrites. Never allocates.
+    ///
+    /// Errors: an index beyond the last frame; for Merlin files, a frame header that
+    /// disagrees with frame 0 (named by frame index and byte offset).
+    pub fn frame(&mut self, index: usize) -> Result<Frame<'_>> {
+        let dump = self.dump;
+        let info = &dump.info;
+        if index >= info.frames {
+            return Err(Error::param(
+                "frame index",
+                format!(
+                    "{index} is beyond the last frame of {} ({} frames)",
+                    info.path.display(),
+                    info.frames
+                ),
+            ));
+        }
+        let start = info.header_bytes + index as u64 * info.stride;
+        if let Some(check) = &dump.mib {
+            check.check(&info.path, &dump.map, index, start)?;
+        }
+        let off = (start + info.frame_header_bytes) as usize;
+        let bytes: &'d [u8] = &dump.map[off..off + info.frame_bytes as usize];
+        let n = info.pixels();
+        Ok(match dump.decode {
+            Decode::U8 => Frame::U8(bytes),
+            Decode::U16 { big } => {
+                if big == NATIVE_BIG {
+                    if let Ok(px) = bytemuck::try_cast_slice(bytes) {
+                        return Ok(Frame::U16(px));
+                    }
+                }
+                let buf = sized(&mut self.u16, n);
+                raw::decode_u16(bytes, buf, big);
+                Frame::U16(buf)
+            }
+            Decode::U32 { big } => {
+                if big == NATIVE_BIG {
+                    if let Ok(px) = bytemuck::try_cast_slice(bytes) {
+                        return Ok(Frame::U32(px));
+                    }
+                }
+                let buf = sized(&mut self.u32, n);
+                raw::decode_u32(bytes, buf, big);
+                Frame::U32(buf)
+            }
+            Decode::F32 { big } => {
+                if big == NATIVE_BIG {
+                    if let Ok(px) = bytemuck::try_cast_slice(bytes) {
+                        return Ok(Frame::F32(px));
+                    }
+                }
+                let buf = sized(&mut self.f32, n);
+                raw::decode_f32(bytes, buf, big);
+                Frame::F32(buf)
+            }
+            Decode::I32ToF32 { big } => {
+                let buf = sized(&mut self.f32, n);
+                raw::decode_i32_to_f32(bytes, buf, big);
+                Frame::F32(buf)
+            }
+            Decode::MibR64 { depth, quad } => match depth {
+                12 => {
+                    let buf = sized(&mut self.u16, n);
+                    if quad {
+                        mib::assemble_quad(bytes, buf, 512, mib::unpack_r12);
+                    } else {
+                        mib::unpack_r12(bytes, buf);
+                    }
+                    Frame::U16(buf)
+                }
+                _ => {
+                    let buf = sized(&mut self.u8, n);
+                    let (unpack, chip_row_bytes): (Unpack8, usize) = if depth == 1 {
+                        (mib::unpack_r1, 32)
+                    } else {
+                        (mib::unpack_r6, 256)
+                    };
+                    if quad {
+                        mib::assemble_quad(bytes, buf, chip_row_bytes, unpack);
+                    } else {
+                        unpack(bytes, buf);
+                    }
+                    Frame::U8(buf)
+                }
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
