@@ -4,7 +4,9 @@ use core::fmt;
 
 /// Why a kernel refused its configuration or a buffer.
 ///
-/// Kernels check everything once, when they are built; per-frame calls only `debug_assert!`.
+/// Kernels check their configuration once, when they are built. Per-frame calls only compare
+/// buffer lengths (O(1), never per pixel) and return [`Error::GeometryMismatch`] on a wrong one,
+/// so firmware never panics on a bad buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -48,6 +50,15 @@ pub enum Error {
     BadParameter,
     /// A scan with zero rows or columns, or a frame index beyond the scan.
     OutOfScan,
+    /// A virtual-detector region claims a pixel that another segment already owns.
+    Overlap {
+        /// Row of the first contested pixel.
+        row: usize,
+        /// Column of the first contested pixel.
+        col: usize,
+    },
+    /// Mean or variance asked of statistics that have seen no frame.
+    NoFrames,
 }
 
 impl fmt::Display for Error {
@@ -76,6 +87,13 @@ impl fmt::Display for Error {
                 f.write_str("geometric parameter is negative, not finite, or inverted")
             }
             Error::OutOfScan => f.write_str("scan is empty or the index lies outside it"),
+            Error::Overlap { row, col } => {
+                write!(
+                    f,
+                    "pixel (row {row}, col {col}) already belongs to a segment"
+                )
+            }
+            Error::NoFrames => f.write_str("no frame has been accumulated yet"),
         }
     }
 }

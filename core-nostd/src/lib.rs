@@ -1,7 +1,17 @@
-//! Frame kernels of ptyflow (placeholder; filled by issue 2).
+//! Frame kernels of ptyflow (docs filled in below).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bin;
 mod error;
+mod geometry;
+pub mod math;
+mod pixel;
+#[cfg(test)]
+mod testing;
+
+pub use bin::{Binner, MAX_BIN_FACTOR};
 pub use error::Error;
+pub use geometry::{FrameGeometry, Window};
+pub use pixel::{Accumulator, Pixel, StatAccumulator};
