@@ -6,6 +6,7 @@
 mod bin;
 mod error;
 mod geometry;
+pub mod mask;
 pub mod math;
 mod pixel;
 #[cfg(test)]
@@ -14,4 +15,5 @@ mod testing;
 pub use bin::{Binner, MAX_BIN_FACTOR};
 pub use error::Error;
 pub use geometry::{FrameGeometry, Window};
+pub use mask::label::{LabelBuilder, LabelMasks};
 pub use pixel::{Accumulator, Pixel, StatAccumulator};
