@@ -15,5 +15,6 @@ mod testing;
 pub use bin::{Binner, MAX_BIN_FACTOR};
 pub use error::Error;
 pub use geometry::{FrameGeometry, Window};
+pub use mask::dense::{DenseBuilder, DenseMasks};
 pub use mask::label::{LabelBuilder, LabelMasks};
 pub use pixel::{Accumulator, Pixel, StatAccumulator};
