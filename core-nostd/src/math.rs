@@ -9,9 +9,9 @@
 //! | [`atan2`]       | exact octant reduction, 21-term odd series in f64   | ≤ 1e-15 rad absolute          |
 //! | [`floor`], [`ceil`] | integer truncation                              | exact                         |
 //!
-//! micromath's own `atan2` is off by up to ~3e-3 rad (measured in the tests), which moves sector
-//! boundaries by ~0.7 px at radius 250, so the angle here is a plain series instead. The octant reduction compares
-//! `|x|` and `|y|` exactly, so pixels on the axes and diagonals get exact angles (multiples of
+//! micromath's own `atan2` is off by up to ~3e-3 rad (measured in the tests), which moves
+//! sector boundaries by ~0.7 px at radius 250, so the angle here is a plain series instead.
+//! The octant reduction compares `|x|` and `|y|` exactly, so pixels on the axes and diagonals get exact angles (multiples of
 //! π/4): this is what makes quadrant detectors split symmetric patterns symmetrically.
 
 use core::f64::consts::{FRAC_PI_2, FRAC_PI_4};
@@ -50,7 +50,7 @@ pub fn sqrt(x: f32) -> f32 {
 /// Largest whole number ≤ `x`. Exact; NaN, infinities and |x| ≥ 2⁵² (already whole) pass through.
 pub fn floor(x: f64) -> f64 {
     const WHOLE: f64 = (1u64 << 52) as f64;
-    if !(x.abs() < WHOLE) {
+    if x.is_nan() || x.abs() >= WHOLE {
         return x;
     }
     // |x| < 2⁵² fits i64; the cast truncates towards zero.

@@ -36,6 +36,8 @@ pub trait Accumulator: Pod + Default + PartialEq + Debug + Send + Sync + sealed:
 
 /// A statistics accumulator (`u64` or `f64`): mean and population variance from the sums.
 pub trait StatAccumulator: Accumulator {
+    /// `true` for `u64` (sums are exact integers until they wrap), `false` for `f64` (rounded).
+    const EXACT: bool;
     /// Population variance `Σx²/n − (Σx/n)²` of `n > 0` values with sum `sum` and sum of
     /// squares `sum_sq`, never negative.
     ///
@@ -110,6 +112,7 @@ impl Accumulator for f64 {
 }
 
 impl StatAccumulator for u64 {
+    const EXACT: bool = true;
     fn variance(sum: u64, sum_sq: u64, n: u64) -> f64 {
         let n = u128::from(n);
         let (s, q) = (u128::from(sum), u128::from(sum_sq));
@@ -120,6 +123,7 @@ impl StatAccumulator for u64 {
 }
 
 impl StatAccumulator for f64 {
+    const EXACT: bool = false;
     fn variance(sum: f64, sum_sq: f64, n: u64) -> f64 {
         let n = n as f64;
         let mean = sum / n;

@@ -731,7 +731,7 @@ mod tests {
         );
         assert_eq!(b.segments(), 9);
         let m = b.build();
-        assert_eq!(m.labels()[1 * 33 + 2], 6);
+        assert_eq!(m.labels()[33 + 2], 6, "row 1, col 2");
         assert_eq!(
             (m.labels()[30 * 33 + 5], m.weights()[30 * 33 + 5]),
             (8, 5.5)
