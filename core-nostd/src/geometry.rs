@@ -98,8 +98,9 @@ impl Window {
         }
     }
 
-    /// The smallest window holding every pixel whose centre lies within distance `r` of
-    /// (`cx`, `cy`), clipped to the frame: the bounding box for masks over a disc.
+    /// The pixels whose centres lie in the square [`cx` − `r`, `cx` + `r`] × [`cy` − `r`, `cy` + `r`],
+    /// clipped to the frame: a window holding every pixel centre within distance `r` of
+    /// (`cx`, `cy`), for masks over a disc.
     ///
     /// [`Error::BadParameter`] for a non-finite centre or a negative or non-finite radius,
     /// [`Error::CropOutOfBounds`] if no pixel centre of the frame lies in the disc's box.
@@ -182,8 +183,8 @@ mod tests {
                 }
             }
             if x0 == usize::MAX {
-                // Box-of-disc may still hit pixels whose centres are outside the disc; the
-                // window is allowed to be larger than the support, never smaller.
+                // No pixel centre in the disc: nothing to contain (the square may still hold
+                // pixels, so the window may exist).
                 continue;
             }
             let b = b.unwrap();
