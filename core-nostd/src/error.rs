@@ -4,7 +4,9 @@ use core::fmt;
 
 /// Why a kernel refused its configuration or a buffer.
 ///
-/// Kernels check everything once, when they are built; per-frame calls only `debug_assert!`.
+/// Kernels check their configuration once, when they are built. Per-frame calls only compare
+/// buffer lengths (O(1), never per pixel) and return [`Error::GeometryMismatch`] on a wrong one,
+/// so firmware never panics on a bad buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -48,6 +50,15 @@ pub enum Error {
     BadParameter,
     /// A scan with zero rows or columns, or a frame index beyond the scan.
     OutOfScan,
+    /// A virtual-detector region claims a pixel that another segment already owns.
+    Overlap {
+        /// Row of the first contested pixel.
+        row: usize,
+        /// Column of the first contested pixel.
+        col: usize,
+    },
+    /// Mean or variance asked of statistics that have seen no frame.
+    NoFrames,
 }
 
 impl fmt::Display for Error {
@@ -76,8 +87,135 @@ impl fmt::Display for Error {
                 f.write_str("geometric parameter is negative, not finite, or inverted")
             }
             Error::OutOfScan => f.write_str("scan is empty or the index lies outside it"),
+            Error::Overlap { row, col } => {
+                write!(
+                    f,
+                    "pixel (row {row}, col {col}) already belongs to a segment"
+                )
+            }
+            Error::NoFrames => f.write_str("no frame has been accumulated yet"),
         }
     }
 }
 
 impl core::error::Error for Error {}
+
+/// One test per variant: the cheapest public call that must return it (each module's own
+/// `errors` test covers the other ways to reach it).
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::Error;
+    use crate::*;
+    use std::string::ToString;
+
+    fn g(w: usize, h: usize) -> FrameGeometry {
+        FrameGeometry::new(w, h).unwrap()
+    }
+
+    fn labels(geometry: FrameGeometry) -> LabelBuilder<[u16; 16], [f32; 16]> {
+        LabelBuilder::new(geometry, [0; 16], [0.0; 16]).unwrap()
+    }
+
+    #[track_caller]
+    fn check<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) {
+        assert_eq!(r.unwrap_err(), want);
+        assert!(!want.to_string().is_empty());
+    }
+
+    #[test]
+    fn empty_geometry() {
+        check(FrameGeometry::new(0, 1), Error::EmptyGeometry);
+    }
+
+    #[test]
+    fn geometry_mismatch() {
+        let e = Error::GeometryMismatch {
+            expected: 16,
+            found: 15,
+        };
+        check(
+            Binner::new(g(4, 4), 1)
+                .unwrap()
+                .bin(&[0u8; 15], &mut [0; 16]),
+            e,
+        );
+    }
+
+    #[test]
+    fn buffer_too_small() {
+        let mut s = Stats::<u8, _>::new(g(4, 4), [0u64; 16], [0u64; 16]).unwrap();
+        let e = Error::BufferTooSmall {
+            needed: 5,
+            found: 4,
+        };
+        check(s.add_with_dose(&[0; 16], 4, &mut [0; 4]), e);
+    }
+
+    #[test]
+    fn bad_factor() {
+        check(Binner::new(g(4, 4), 17), Error::BadFactor(17));
+    }
+
+    #[test]
+    fn factor_does_not_divide() {
+        check(
+            Binner::new(g(4, 6), 4),
+            Error::FactorDoesNotDivide { factor: 4, dim: 6 },
+        );
+    }
+
+    #[test]
+    fn crop_out_of_bounds() {
+        let w = Window {
+            x0: 3,
+            y0: 0,
+            width: 2,
+            height: 2,
+        };
+        check(Binner::with_window(g(4, 4), 1, w), Error::CropOutOfBounds);
+    }
+
+    #[test]
+    fn too_many_masks() {
+        let e = Error::TooManyMasks {
+            max: MAX_SEGMENTS,
+            found: 257,
+        };
+        check(labels(g(4, 4)).rings(1.0, 1.0, 0.0, 2.0, 257), e);
+    }
+
+    #[test]
+    fn bad_index() {
+        check(
+            labels(g(4, 4)).custom(1, |_, _| Some((1, 1.0))),
+            Error::BadIndex(1),
+        );
+    }
+
+    #[test]
+    fn bad_parameter() {
+        check(
+            labels(g(4, 4)).disk(1.0, 1.0, f32::NAN),
+            Error::BadParameter,
+        );
+    }
+
+    #[test]
+    fn out_of_scan() {
+        check(Scan::new(0, 1, ScanKind::Raster), Error::OutOfScan);
+    }
+
+    #[test]
+    fn overlap() {
+        let mut b = labels(g(4, 4));
+        b.disk(1.0, 1.0, 1.0).unwrap();
+        check(b.disk(2.0, 1.0, 1.0), Error::Overlap { row: 1, col: 1 });
+    }
+
+    #[test]
+    fn no_frames() {
+        let s = Stats::<f32, _>::new(g(4, 4), [0f64; 16], [0f64; 16]).unwrap();
+        check(s.variance(&mut [0.0; 16]), Error::NoFrames);
+    }
+}
