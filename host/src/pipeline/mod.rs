@@ -2,3 +2,8 @@
 //! optional in-order consumer (the online reconstruction), results merged at the end.
 
 pub mod detectors;
+pub mod run;
+
+pub use run::{Counters, OrderedConsumer, RunOptions, Worker, run};
+pub mod reduce;
+pub mod replay;
