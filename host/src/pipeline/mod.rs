@@ -5,5 +5,6 @@ pub mod detectors;
 pub mod run;
 
 pub use run::{Counters, OrderedConsumer, RunOptions, Worker, run};
+pub mod push;
 pub mod reduce;
 pub mod replay;
