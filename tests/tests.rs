@@ -2,3 +2,4 @@
 //! CLI-as-a-process tests live in `host/tests/cli.rs`, where cargo provides the binary's path.
 
 mod realdata;
+mod replay;
