@@ -156,7 +156,18 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("ptyflow: warning: {w}");
     }
     let start = std::time::Instant::now();
-    let ds = sim::simulate(&p)?;
+    let bar = if p.frames() >= 400 {
+        indicatif::ProgressBar::new(p.frames() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("simulating {bar:40} {pos}/{len} patterns {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let ds = sim::simulate_with_progress(&p, &mut |done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let ds = ds?;
     let written = sim::write_dataset(&ds, &args.out, args.format)?;
     if args.png {
         sim::write_previews(&ds, &args.out)?;

@@ -141,7 +141,10 @@ impl SimParams {
             probe: ProbeParams::new(80.0, 24.0, 800.0),
             detector_px: 96,
             mrad_per_px: 0.8,
-            oversample: 2,
+            // The simulated object must hold every frequency that scatters into the detector:
+            // up to (corner angle + α)/λ = (√2 · 38.4 + 24) mrad / λ = 1.9 1/Å; s = 4 gives
+            // 2/3 of the fine Nyquist frequency = 2.45 1/Å.
+            oversample: 4,
             scan: [40, 40],
             step_angstrom: 2.3,
             scan_rotation_deg: 0.0,
@@ -167,6 +170,8 @@ impl SimParams {
                 scan: [64, 64],
                 // 0.25 λ/α (paper 001).
                 step_angstrom: 0.273,
+                // (√2 · 32 + 18) mrad / λ = 3.2 1/Å ≤ 2/3 of the fine Nyquist 4.9 1/Å.
+                oversample: 3,
                 dose: Dose::PerPattern(1e6),
                 ..base
             },
@@ -265,6 +270,13 @@ impl SimParams {
                  --mrad-per-px"
             ));
         }
+        let needed = self.detected_band_limit();
+        let have = self.object_band_limit();
+        if self.object == ObjectKind::Mos2 && have < needed {
+            w.push(format!(
+                "the simulated object is band-limited to {have:.2} 1/Å but the detector sees                  scattering from up to {needed:.2} 1/Å (corner angle + α); raise --oversample"
+            ));
+        }
         let radius = self.bright_field_radius_px();
         if radius > 0.45 * self.detector_px as f64 {
             w.push(format!(
@@ -274,6 +286,19 @@ impl SimParams {
             ));
         }
         w
+    }
+
+    /// Band limit of the simulated MoS2 potential in 1/Å: 2/3 of the simulation grid's Nyquist
+    /// frequency `s / (2 dx)` (room for the harmonics of `exp(iσV)`).
+    pub fn object_band_limit(&self) -> f64 {
+        (2.0 / 3.0) * 0.5 * self.oversample as f64 / self.pixel_angstrom()
+    }
+
+    /// Highest object frequency that reaches a detector pixel, in 1/Å:
+    /// (detector corner angle + α) / λ.
+    pub fn detected_band_limit(&self) -> f64 {
+        let corner = std::f64::consts::SQRT_2 * (self.detector_px / 2) as f64 * self.mrad_per_px;
+        (corner + self.probe.alpha_mrad) * 1e-3 / optics::wavelength_angstrom(self.probe.kv)
     }
 
     /// Number of patterns.
@@ -407,7 +432,7 @@ impl Dataset {
         let m = p.detector_px;
         let max = self.frames.iter().copied().max().unwrap_or(0);
         serde_json::json!({
-            "generator": concat!("ptyflow ", env!("CARGO_PKG_VERSION"), " simulate"),
+            "generator": "ptyflow simulate",
             "preset": p.preset,
             "kv": p.probe.kv,
             "wavelength_angstrom": optics::wavelength_angstrom(p.probe.kv),
@@ -457,6 +482,14 @@ impl Dataset {
 ///
 /// Errors name the flag of a bad parameter, and the dose flag when a count does not fit u16.
 pub fn simulate(params: &SimParams) -> Result<Dataset> {
+    simulate_with_progress(params, &mut |_| {})
+}
+
+/// [`simulate`], calling `progress(patterns done)` after every pattern (for a progress bar).
+pub fn simulate_with_progress(
+    params: &SimParams,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Dataset> {
     params.validate()?;
     let m = params.detector_px;
     let s = params.oversample;
@@ -489,7 +522,7 @@ pub fn simulate(params: &SimParams) -> Result<Dataset> {
         ObjectKind::Mos2 => {
             // Simulation: 2/3 of the fine grid's Nyquist frequency (the usual anti-aliasing
             // limit, leaves room for the harmonics of exp(iσV)); truth: the coarse Nyquist.
-            let sim = PhaseObject::mos2(kv, (2.0 / 3.0) * 0.5 / fine_dx, params.absorption)?;
+            let sim = PhaseObject::mos2(kv, params.object_band_limit(), params.absorption)?;
             let truth = PhaseObject::mos2(kv, 0.5 / dx, params.absorption)?;
             (sim, truth)
         }
@@ -535,6 +568,7 @@ pub fn simulate(params: &SimParams) -> Result<Dataset> {
             }
             frames.push(count as u16);
         }
+        progress(index + 1);
     }
     let n = positions.len() as f64;
     expected_mean.iter_mut().for_each(|v| *v /= n);
@@ -629,4 +663,283 @@ pub fn write_previews(ds: &Dataset, dir: &Path) -> Result<()> {
         .map(|&v| (1.0 + v).ln() as f32)
         .collect();
     crate::output::write_png(&dir.join("mean_pattern.png"), m, m, &mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small, fast dataset: 80 kV, α 24 mrad, 200 Å underfocus, 32-pixel detector.
+    fn small(seed: u64) -> SimParams {
+        SimParams {
+            probe: ProbeParams::new(80.0, 24.0, 200.0),
+            detector_px: 32,
+            mrad_per_px: 2.0,
+            scan: [3, 4],
+            step_angstrom: 1.1,
+            dose: Dose::PerPattern(2e4),
+            seed,
+            ..SimParams::preset(Preset::Mos2Defocus)
+        }
+    }
+
+    #[test]
+    fn poisson_counts_have_the_expected_mean_and_variance() {
+        let mut rng = Pcg64::seed_from_u64(3);
+        for lambda in [0.3, 4.0, 75.0] {
+            let n = 200_000;
+            let xs: Vec<f64> = (0..n).map(|_| poisson(&mut rng, lambda)).collect();
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            // Standard error of the mean √(λ/n); of the variance ≈ λ √(2/n).
+            assert!(
+                (mean - lambda).abs() < 5.0 * (lambda / n as f64).sqrt(),
+                "{lambda}: {mean}"
+            );
+            assert!(
+                (var - lambda).abs() < 6.0 * lambda * (2.0 / n as f64).sqrt() + 0.01,
+                "{var}"
+            );
+        }
+        assert_eq!(poisson(&mut rng, 0.0), 0.0);
+    }
+
+    /// Parseval: the full (uncropped) model pattern sums to N Σ|ψ|², and with |t| = 1 and
+    /// Σ|P|² = 1 to N; the detector keeps a part of it.
+    #[test]
+    fn model_pattern_total_is_the_exit_wave_energy_times_the_dose() {
+        let (m, ms, dx) = (16, 32, 0.25);
+        let probe = ProbeParams::new(80.0, 24.0, 100.0).sample(ms, dx).unwrap();
+        let obj: Vec<Complex32> = (0..64 * 64)
+            .map(|i| Complex32::from_polar(0.8 + 0.2 * ((i % 7) as f32 / 7.0), i as f32 * 0.37))
+            .collect();
+        let mut model = ForwardModel::new(m, &probe, obj.clone(), [64, 64], [20.0, 20.0], dx);
+        // On a grid point the probe is not shifted: the exit wave is P(i) · O(top + i).
+        let pos = [2.0 * dx, -3.0 * dx];
+        let far = model.far_field(pos).to_vec();
+        let total: f64 = far.iter().map(|v| v.norm_sqr()).sum::<f64>() / (ms * ms) as f64;
+        let (top, left) = (20 + 2 - ms / 2, 20 - 3 - ms / 2);
+        let mut energy = 0.0;
+        for r in 0..ms {
+            for c in 0..ms {
+                let e = probe[r * ms + c] * obj[(top + r) * 64 + left + c];
+                energy += e.norm_sqr() as f64;
+            }
+        }
+        assert!(
+            (total - energy).abs() < 1e-6 * energy,
+            "{total} vs {energy}"
+        );
+        assert!(energy < 0.99, "the object absorbs: {energy}");
+        let pos = [0.37, -0.81];
+        // A pure phase object: the pattern holds exactly the dose.
+        let phase: Vec<Complex32> = obj.iter().map(|v| v / v.norm()).collect();
+        let mut model = ForwardModel::new(ms, &probe, phase, [64, 64], [20.0, 20.0], dx);
+        let mut pattern = vec![0.0; ms * ms];
+        model.expected_pattern(pos, 1234.0, &mut pattern);
+        let sum: f64 = pattern.iter().sum();
+        assert!((sum - 1234.0).abs() < 1e-6 * 1234.0, "{sum}");
+    }
+
+    /// The mean pattern shows the bright-field disc of radius α/θ_px around (M/2, M/2).
+    #[test]
+    fn mean_pattern_shows_the_bright_field_disc() {
+        let p = small(5);
+        let ds = simulate(&p).unwrap();
+        let m = p.detector_px;
+        let mean = ds.mean_pattern();
+        let peak = mean.iter().copied().fold(0.0, f64::max);
+        // Area above half the mean bright-field level → equivalent radius.
+        let inside: Vec<f64> = mean.iter().copied().filter(|&v| v > 0.25 * peak).collect();
+        let level = inside.iter().sum::<f64>() / inside.len() as f64;
+        let area = mean.iter().filter(|&&v| v > 0.5 * level).count() as f64;
+        let radius = (area / std::f64::consts::PI).sqrt();
+        let expected = p.bright_field_radius_px(); // 12 px
+        assert!(
+            (radius - expected).abs() < 0.5,
+            "radius {radius} px vs {expected}"
+        );
+        // Centred at (M/2, M/2): intensity-weighted centre of the disc.
+        let (mut cy, mut cx, mut w) = (0.0, 0.0, 0.0);
+        for (i, &v) in mean.iter().enumerate() {
+            if v > 0.5 * level {
+                cy += (i / m) as f64 * v;
+                cx += (i % m) as f64 * v;
+                w += v;
+            }
+        }
+        assert!((cy / w - (m / 2) as f64).abs() < 0.3 && (cx / w - (m / 2) as f64).abs() < 0.3);
+        // Counts per pattern: the dose minus what scatters beyond the detector's edge.
+        let mean_counts = ds.mean_counts_per_pattern();
+        let expected_counts: f64 = ds.expected_mean.iter().sum();
+        assert!(
+            expected_counts < 2e4 && expected_counts > 0.97 * 2e4,
+            "{expected_counts}"
+        );
+        assert!((mean_counts - expected_counts).abs() < 4.0 * (expected_counts / 12.0).sqrt());
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |seed: u64, name: &str| {
+            let ds = simulate(&small(seed)).unwrap();
+            let w = write_dataset(&ds, &dir.path().join(name), DumpFormat::Raw).unwrap();
+            std::fs::read(w.dump).unwrap()
+        };
+        let (a, b, c) = (read(9, "a"), read(9, "b"), read(10, "c"));
+        assert_eq!(a.len(), 12 * 32 * 32 * 2);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // The ground truth does not depend on the noise seed (MoS2).
+        let o = |n: &str| std::fs::read(dir.path().join(n).join("object.npy")).unwrap();
+        assert_eq!(o("a"), o("c"));
+    }
+
+    #[test]
+    fn sidecar_and_meta_have_the_documented_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = simulate(&small(1)).unwrap();
+        let w = write_dataset(&ds, dir.path(), DumpFormat::Raw).unwrap();
+        assert!(w.sidecar.ends_with("scan.raw.json"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&w.sidecar).unwrap()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut want = vec![
+            "format",
+            "width",
+            "height",
+            "dtype",
+            "byte_order",
+            "header_bytes",
+            "frame_header_bytes",
+            "frame_footer_bytes",
+            "frames",
+            "scan",
+            "optics",
+        ];
+        let mut got = keys.clone();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        let optics: Vec<&str> = v["optics"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut optics = optics.clone();
+        optics.sort_unstable();
+        assert_eq!(
+            optics,
+            [
+                "alpha_mrad",
+                "cs_mm",
+                "defocus_angstrom",
+                "kv",
+                "mrad_per_px",
+                "scan_rotation_deg",
+                "step_angstrom"
+            ]
+        );
+        assert_eq!(v["format"], "raw");
+        assert_eq!(v["dtype"], "u16");
+        assert_eq!(v["byte_order"], "little");
+        assert_eq!(v["width"], 32);
+        assert_eq!(v["frames"], 12);
+        assert_eq!(v["scan"], serde_json::json!([3, 4]));
+        assert_eq!(v["optics"]["defocus_angstrom"], 200.0);
+
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&w.meta).unwrap()).unwrap();
+        for key in [
+            "preset",
+            "kv",
+            "alpha_mrad",
+            "defocus_angstrom",
+            "cs_mm",
+            "mrad_per_px",
+            "detector_px",
+            "oversample",
+            "scan",
+            "step_angstrom",
+            "scan_rotation_deg",
+            "dose_per_pattern",
+            "dose_e_per_a2",
+            "seed",
+            "object",
+            "absorption",
+            "object_pixel_angstrom",
+            "object_origin_px",
+        ] {
+            assert!(!meta[key].is_null(), "meta.json lacks {key}");
+        }
+        assert!((meta["dose_e_per_a2"].as_f64().unwrap() - 2e4 / 1.21).abs() < 1e-6);
+        // Ground truth files have the documented shapes and types.
+        let (shape, obj) =
+            crate::output::read_npy::<Complex32>(&dir.path().join("object.npy")).unwrap();
+        assert_eq!(shape, ds.object_shape.to_vec());
+        assert!(obj.iter().all(|v| (v.norm() - 1.0).abs() < 1e-5));
+        let (shape, _) =
+            crate::output::read_npy::<Complex32>(&dir.path().join("probe.npy")).unwrap();
+        assert_eq!(shape, [32, 32]);
+        let (shape, pos) =
+            crate::output::read_npy::<f64>(&dir.path().join("positions.npy")).unwrap();
+        assert_eq!(shape, [12, 2]);
+        assert_eq!(&pos[..4], &[0.0, 0.0, 0.0, 1.1]);
+    }
+
+    /// The object origin: the truth's pixel `object_origin_px` is at (0, 0) Å, where the Mo
+    /// column sits, so it is a local phase maximum.
+    #[test]
+    fn object_origin_is_under_the_first_probe_position() {
+        let mut p = small(1);
+        p.scan_rotation_deg = 30.0;
+        let ds = simulate(&p).unwrap();
+        let [r0, c0] = ds.object_origin_px;
+        let cols = ds.object_shape[1];
+        let phase = |r: usize, c: usize| ds.object[r * cols + c].arg();
+        let here = phase(r0, c0);
+        for (dr, dc) in [(0, 1), (1, 0), (2, 0), (0, 2)] {
+            assert!(here > phase(r0 + dr, c0 + dc) && here > phase(r0 - dr, c0 - dc));
+        }
+        // Every position's window lies inside the object.
+        let dx = p.pixel_angstrom();
+        for pos in &ds.positions {
+            let r = r0 as f64 + pos[0] / dx;
+            let c = c0 as f64 + pos[1] / dx;
+            assert!(r - 16.0 >= 0.0 && r + 16.0 < ds.object_shape[0] as f64);
+            assert!(c - 16.0 >= 0.0 && c + 16.0 < ds.object_shape[1] as f64);
+        }
+    }
+
+    #[test]
+    fn mib_dump_and_overflow_errors_name_the_dose() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = simulate(&small(2)).unwrap();
+        let w = write_dataset(&ds, dir.path(), DumpFormat::Mib).unwrap();
+        let bytes = std::fs::read(&w.dump).unwrap();
+        assert_eq!(bytes.len(), 12 * (384 + 32 * 32 * 2));
+        let first = u16::from_be_bytes([bytes[384], bytes[385]]);
+        assert_eq!(first, ds.frames[0]);
+        let side: Sidecar =
+            serde_json::from_str(&std::fs::read_to_string(&w.sidecar).unwrap()).unwrap();
+        assert_eq!(
+            (side.format.as_str(), side.frame_header_bytes),
+            ("mib", 384)
+        );
+        let mut p = small(2);
+        p.dose = Dose::PerArea(1e9);
+        let e = simulate(&p).unwrap_err().to_string();
+        assert!(e.contains("--dose") && e.contains("65535"), "{e}");
+        p.dose = Dose::PerPattern(2e6);
+        let ds = simulate(&p).unwrap();
+        let e = write_dataset(&ds, dir.path(), DumpFormat::Mib)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--dose-per-pattern") && e.contains("4095"),
+            "{e}"
+        );
+    }
 }
