@@ -23,6 +23,20 @@ pub struct Args {
     /// same at 250 Å underfocus.
     #[arg(long, value_enum, default_value = "mos2-defocus")]
     pub preset: Preset,
+    /// Values that override the preset's.
+    #[command(flatten)]
+    pub set: Box<Overrides>,
+    /// Dump format.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub format: DumpFormat,
+    /// Also write previews: object_phase.png and mean_pattern.png (log scale).
+    #[arg(long)]
+    pub png: bool,
+}
+
+/// Values that override the preset's (boxed in [`Args`]: they are many).
+#[derive(Debug, Default, clap::Args)]
+pub struct Overrides {
     /// Scan shape ROWSxCOLS (rows are the slow axis), e.g. 20x20.
     #[arg(long, value_name = "ROWSxCOLS")]
     pub scan: Option<String>,
@@ -64,9 +78,6 @@ pub struct Args {
     /// Seed of the counting noise (same seed → same bytes).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Dump format.
-    #[arg(long, value_enum, default_value = "raw")]
-    pub format: DumpFormat,
     /// Specimen: MoS2 monolayer, or a smooth random weak-phase object.
     #[arg(long, value_enum)]
     pub object: Option<ObjectKind>,
@@ -77,9 +88,6 @@ pub struct Args {
     /// the detector's; the pattern is cropped to the detector).
     #[arg(long, value_name = "FACTOR")]
     pub oversample: Option<usize>,
-    /// Also write previews: object_phase.png and mean_pattern.png (log scale).
-    #[arg(long)]
-    pub png: bool,
 }
 
 impl clap::ValueEnum for ObjectKind {
@@ -111,7 +119,8 @@ pub fn parse_scan(text: &str) -> Result<[usize; 2]> {
 /// The simulation parameters the flags ask for.
 pub fn params(args: &Args) -> Result<SimParams> {
     let mut p = SimParams::preset(args.preset);
-    if let Some(scan) = &args.scan {
+    let o = &args.set;
+    if let Some(scan) = &o.scan {
         p.scan = parse_scan(scan)?;
     }
     let set = |dst: &mut f64, v: Option<f64>| {
@@ -119,30 +128,30 @@ pub fn params(args: &Args) -> Result<SimParams> {
             *dst = v;
         }
     };
-    set(&mut p.step_angstrom, args.step);
-    set(&mut p.scan_rotation_deg, args.scan_rotation);
-    set(&mut p.mrad_per_px, args.mrad_per_px);
-    set(&mut p.probe.kv, args.kv);
-    set(&mut p.probe.alpha_mrad, args.alpha);
-    set(&mut p.probe.defocus_angstrom, args.defocus);
-    set(&mut p.probe.cs_mm, args.cs);
-    set(&mut p.absorption, args.absorption);
-    if let Some(m) = args.detector {
+    set(&mut p.step_angstrom, o.step);
+    set(&mut p.scan_rotation_deg, o.scan_rotation);
+    set(&mut p.mrad_per_px, o.mrad_per_px);
+    set(&mut p.probe.kv, o.kv);
+    set(&mut p.probe.alpha_mrad, o.alpha);
+    set(&mut p.probe.defocus_angstrom, o.defocus);
+    set(&mut p.probe.cs_mm, o.cs);
+    set(&mut p.absorption, o.absorption);
+    if let Some(m) = o.detector {
         p.detector_px = m;
     }
-    if let Some(s) = args.oversample {
+    if let Some(s) = o.oversample {
         p.oversample = s;
     }
-    if let Some(n) = args.dose_per_pattern {
+    if let Some(n) = o.dose_per_pattern {
         p.dose = Dose::PerPattern(n);
     }
-    if let Some(d) = args.dose {
+    if let Some(d) = o.dose {
         p.dose = Dose::PerArea(d);
     }
-    if let Some(seed) = args.seed {
+    if let Some(seed) = o.seed {
         p.seed = seed;
     }
-    if let Some(o) = args.object {
+    if let Some(o) = o.object {
         p.object = o;
     }
     p.validate()?;

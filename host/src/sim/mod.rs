@@ -46,7 +46,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
     /// Paper 000: 80 kV, α = 24 mrad, 800 Å underfocus, 2.3 Å step, 40 × 40 scan;
-    /// 96 × 96 detector at 0.8 mrad/px (bright-field disc radius 30 px, window 54 Å).
+    /// 96 × 96 detector at 0.8 mrad/px (bright-field disc radius 30 px, window λ/θ_px = 52 Å).
     Mos2Defocus,
     /// Paper 001: 300 kV, α = 18 mrad, in focus, 0.273 Å step, 64 × 64 scan;
     /// 64 × 64 detector at 1.0 mrad/px (disc radius 18 px, window 19.7 Å).

@@ -6,7 +6,7 @@
 //! weak absorption (`|t| = exp(−ησV) ≤ 1`, off by default).
 //!
 //! # MoS2
-//! A 2H-MoS2 monolayer seen along [001]: hexagonal lattice `a = 3.19 Å` with basis vectors
+//! A 2H-MoS2 monolayer seen along ⟨001⟩: hexagonal lattice `a = 3.19 Å` with basis vectors
 //! `a1 = a (1, 0)`, `a2 = a (−1/2, √3/2)` in `(x, y)`; one Mo column at fractional `(0, 0)` and
 //! one S2 column (two S atoms on top of each other in projection) at `(1/3, 2/3)`, i.e. at
 //! `(x, y) = (0, a/√3)` from the Mo. The projected potential of the crystal is the Fourier series
@@ -77,7 +77,7 @@ fn band_limit(k: f64, k_max: f64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
-    /// MoS2 monolayer along [001] (Kirkland projected potentials).
+    /// MoS2 monolayer along ⟨001⟩ (Kirkland projected potentials).
     Mos2,
     /// A smooth random weak-phase object (seeded), RMS phase 0.1 rad.
     Random,
