@@ -252,7 +252,7 @@ fn numpy_reads_every_output() {
         let want_shape: Vec<usize> = match name.as_str() {
             "mean" | "var" => vec![h, w],
             "virtual_dpc" => vec![rows, cols, 4],
-            "virtual_rings4_9_14" => vec![rows, cols, 4],
+            "virtual_rings" => vec![rows, cols, 4],
             _ => vec![rows, cols],
         };
         assert_eq!(shape, &want_shape, "{name}");
