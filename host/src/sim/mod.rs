@@ -35,9 +35,9 @@ use rand::SeedableRng;
 use rand_distr::Distribution;
 use rand_pcg::Pcg64;
 
+pub use crate::source::{ByteOrder, RawDtype, RawSidecar, SidecarOptics};
 pub use forward::{ForwardModel, raster_positions};
 pub use object::{ObjectKind, PhaseObject};
-pub use writers::{Sidecar, SidecarOptics};
 
 use crate::optics::{self, ProbeParams};
 use crate::{Error, Result};
@@ -397,32 +397,32 @@ impl Dataset {
     }
 
     /// The dump's sidecar for `format`.
-    pub fn sidecar(&self, format: DumpFormat) -> Sidecar {
+    pub fn sidecar(&self, format: DumpFormat) -> RawSidecar {
         let p = &self.params;
         let (name, order, fhb) = match format {
-            DumpFormat::Raw => ("raw", "little", 0),
-            DumpFormat::Mib => ("mib", "big", writers::MIB_HEADER_BYTES),
+            DumpFormat::Raw => ("raw", ByteOrder::Little, 0),
+            DumpFormat::Mib => ("mib", ByteOrder::Big, writers::MIB_HEADER_BYTES as u64),
         };
-        Sidecar {
+        RawSidecar {
             format: name.into(),
             width: p.detector_px,
             height: p.detector_px,
-            dtype: "u16".into(),
-            byte_order: order.into(),
+            dtype: RawDtype::U16,
+            byte_order: order,
             header_bytes: 0,
             frame_header_bytes: fhb,
             frame_footer_bytes: 0,
-            frames: p.frames(),
-            scan: p.scan,
-            optics: SidecarOptics {
-                kv: p.probe.kv,
-                alpha_mrad: p.probe.alpha_mrad,
-                defocus_angstrom: p.probe.defocus_angstrom,
-                cs_mm: p.probe.cs_mm,
-                mrad_per_px: p.mrad_per_px,
-                step_angstrom: p.step_angstrom,
-                scan_rotation_deg: p.scan_rotation_deg,
-            },
+            frames: Some(p.frames() as u64),
+            scan: Some(p.scan),
+            optics: Some(SidecarOptics {
+                kv: Some(p.probe.kv),
+                alpha_mrad: Some(p.probe.alpha_mrad),
+                defocus_angstrom: Some(p.probe.defocus_angstrom),
+                cs_mm: Some(p.probe.cs_mm),
+                mrad_per_px: Some(p.mrad_per_px),
+                step_angstrom: Some(p.step_angstrom),
+                scan_rotation_deg: Some(p.scan_rotation_deg),
+            }),
         }
     }
 
@@ -631,8 +631,7 @@ pub fn write_dataset(ds: &Dataset, dir: &Path, format: DumpFormat) -> Result<Wri
             writers::write_mib_u16(&dump, &ds.frames, m, m)?
         }
     }
-    let sidecar = writers::sidecar_path(&dump);
-    crate::output::write_json(&sidecar, &ds.sidecar(format))?;
+    let sidecar = ds.sidecar(format).write(&dump)?;
     crate::output::write_npy(&dir.join("object.npy"), &ds.object_shape, &ds.object)?;
     crate::output::write_npy(&dir.join("probe.npy"), &[m, m], &ds.probe)?;
     let flat: Vec<f64> = ds.positions.iter().flatten().copied().collect();
@@ -922,7 +921,7 @@ mod tests {
         assert_eq!(bytes.len(), 12 * (384 + 32 * 32 * 2));
         let first = u16::from_be_bytes([bytes[384], bytes[385]]);
         assert_eq!(first, ds.frames[0]);
-        let side: Sidecar =
+        let side: RawSidecar =
             serde_json::from_str(&std::fs::read_to_string(&w.sidecar).unwrap()).unwrap();
         assert_eq!(
             (side.format.as_str(), side.frame_header_bytes),

@@ -21,63 +21,6 @@ pub const MIB_SHUTTER_S: f64 = 0.001;
 /// The largest count a Merlin 12-bit counter holds (the depth written into U16 `.mib` headers).
 pub const MIB_MAX_COUNT: u16 = 4095;
 
-/// Physics metadata in a sidecar, so `ptyflow replay` can default its flags from it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SidecarOptics {
-    /// Accelerating voltage in kV.
-    pub kv: f64,
-    /// Convergence semi-angle in mrad.
-    pub alpha_mrad: f64,
-    /// Defocus in Å (positive = underfocus).
-    pub defocus_angstrom: f64,
-    /// Spherical aberration in mm.
-    pub cs_mm: f64,
-    /// Detector pixel in mrad.
-    pub mrad_per_px: f64,
-    /// Scan step in Å.
-    pub step_angstrom: f64,
-    /// Scan rotation in degrees.
-    pub scan_rotation_deg: f64,
-}
-
-/// The sidecar `<dump file name>.json` that describes a dump's byte layout (and physics).
-///
-/// Written with exactly these keys in this order; `format` is `"raw"` for a raw dump and
-/// `"mib"` for a `.mib` file (whose layout the same fields also describe: big-endian u16 with a
-/// 384-byte header per frame).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Sidecar {
-    /// `"raw"` or `"mib"`.
-    pub format: String,
-    /// Frame width in pixels.
-    pub width: usize,
-    /// Frame height in pixels.
-    pub height: usize,
-    /// Pixel type: `"u16"`.
-    pub dtype: String,
-    /// `"little"` (raw) or `"big"` (mib).
-    pub byte_order: String,
-    /// Bytes before the first frame.
-    pub header_bytes: usize,
-    /// Bytes before each frame's pixels.
-    pub frame_header_bytes: usize,
-    /// Bytes after each frame's pixels.
-    pub frame_footer_bytes: usize,
-    /// Number of frames.
-    pub frames: usize,
-    /// Scan shape `[rows, cols]` (rows are the slow axis).
-    pub scan: [usize; 2],
-    /// The optics of the simulated acquisition.
-    pub optics: SidecarOptics,
-}
-
-/// The sidecar's path for a dump: `scan.raw` → `scan.raw.json`.
-pub fn sidecar_path(dump: &Path) -> std::path::PathBuf {
-    let mut name = dump.file_name().unwrap_or_default().to_os_string();
-    name.push(".json");
-    dump.with_file_name(name)
-}
-
 /// Writes frames of u16 pixels back to back, little-endian, no header.
 pub fn write_raw_u16(path: &Path, frames: &[u16]) -> Result<()> {
     let io = |e| Error::io(path, e);
@@ -206,9 +149,5 @@ mod tests {
         assert_eq!(b.len(), 2 * (384 + 8));
         assert_eq!(&b[384..388], &[0x00, 0x01, 0x01, 0x01]);
         assert!(b[392..].starts_with(b"MQ1,000002,00384"));
-        assert_eq!(
-            sidecar_path(&raw).file_name().unwrap().to_str(),
-            Some("a.raw.json")
-        );
     }
 }
