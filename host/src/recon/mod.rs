@@ -632,7 +632,7 @@ impl State {
 
     /// One update at `place` with the pattern `amp_t` (√I transposed), `total` = N_j.
     fn apply(&mut self, place: &Placement, amp_t: &[f32], total: f64, max_count: f32) {
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             self.skipped += 1;
             return;
         }
@@ -709,7 +709,7 @@ impl State {
                 }
             }
         }
-        if !(pmax > 0.0) {
+        if pmax.is_nan() || pmax <= 0.0 {
             self.skipped += 1;
             return;
         }

@@ -258,7 +258,7 @@ fn epie_update_enforces_the_fourier_constraint() {
     let m = 12;
     let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
     let probe: Vec<Complex32> = (0..m * m)
-        .map(|_| Complex32::from_polar(1.0, rng.gen_range(0.0..6.28)))
+        .map(|_| Complex32::from_polar(1.0, rng.gen_range(0.0..std::f32::consts::TAU)))
         .collect();
     let counts: Vec<f32> = (0..m * m)
         .map(|_| rng.gen_range(0.0..50.0f32).round())
