@@ -5,10 +5,15 @@ use std::path::PathBuf;
 use clap::Args as ClapArgs;
 
 use crate::pipeline::detectors::VirtualSpec;
-use crate::pipeline::replay::{ReplayConfig, interrupt_flag, replay, write_report};
+use crate::pipeline::recon::{self, ProbeSource, ReconRequest};
+use crate::pipeline::replay::{
+    ReplayConfig, estimate_disc, interrupt_flag, replay, replay_dump, resolve_scan, write_report,
+};
 use crate::pipeline::run::RunOptions;
+use crate::source::Dump;
 use crate::source::DumpArgs;
 use crate::{Error, Result};
+use ptyflow_core::FrameGeometry;
 
 /// Flags of `ptyflow replay`.
 #[derive(Debug, ClapArgs)]
@@ -91,6 +96,102 @@ pub struct Args {
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+
+    /// Reconstruct the specimen online, one update per arriving pattern.
+    #[command(flatten)]
+    pub recon: ReconArgs,
+}
+
+/// The reconstruction flags of `ptyflow replay`. Optics left out here are taken from the
+/// dump's sidecar (`"optics"` in `<dump>.json`, written by `ptyflow simulate`).
+#[derive(Debug, Clone, ClapArgs)]
+#[command(next_help_heading = "Reconstruction (ptychography)")]
+pub struct ReconArgs {
+    /// Reconstruct with `epie` (object and probe; Maiden & Rodenburg 2009) or `wf`
+    /// (Wirtinger flow with a known probe and the --loss of paper 001).
+    #[arg(long, value_name = "METHOD", value_parser = ["epie", "wf"])]
+    pub recon: Option<String>,
+
+    /// Wirtinger-flow loss: poisson (counting noise, paper 001 eq. 2), amplitude (eq. 3),
+    /// mse (eq. 4) or l1 (eq. 5).
+    #[arg(long, default_value = "poisson", value_parser = ["poisson", "amplitude", "mse", "l1"])]
+    pub loss: String,
+
+    /// Accelerating voltage in kV (sets the electron wavelength).
+    #[arg(long, value_name = "KV")]
+    pub kv: Option<f64>,
+
+    /// Convergence semi-angle α of the probe in mrad.
+    #[arg(long, value_name = "MRAD")]
+    pub alpha: Option<f64>,
+
+    /// Defocus in Å; positive = underfocus (C10 = −defocus, the abTEM convention).
+    #[arg(long, value_name = "ANGSTROM", allow_negative_numbers = true)]
+    pub defocus: Option<f64>,
+
+    /// Spherical aberration Cs in mm.
+    #[arg(long, value_name = "MM", allow_negative_numbers = true)]
+    pub cs: Option<f64>,
+
+    /// Use this probe (complex64 .npy, M × M, centred) instead of one from the optics.
+    #[arg(long, value_name = "FILE.npy")]
+    pub probe: Option<PathBuf>,
+
+    /// Scan step in Å (between rows and between columns).
+    #[arg(long, value_name = "ANGSTROM")]
+    pub step: Option<f64>,
+
+    /// Rotation of the scan grid relative to the detector, degrees.
+    #[arg(long, value_name = "DEG", allow_negative_numbers = true)]
+    pub scan_rotation: Option<f64>,
+
+    /// Transpose every pattern (swap detector x and y) before reconstructing; with
+    /// --scan-rotation this covers every detector orientation.
+    #[arg(long)]
+    pub flip: bool,
+
+    /// Side of the reconstruction window on the detector, unbinned pixels, centred on the
+    /// bright-field disc. Default: the whole (square) frame.
+    #[arg(long, value_name = "PX")]
+    pub recon_window: Option<usize>,
+
+    /// Bin the reconstruction window by this factor (the window then has
+    /// recon-window/recon-bin pixels; the real-space pixel is λ/(M·θ_pixel)).
+    #[arg(long, default_value_t = 1, value_name = "B")]
+    pub recon_bin: usize,
+
+    /// Extra passes over the buffered patterns after the scan (online methods re-iterate;
+    /// one pass under-converges).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub sweeps: usize,
+
+    /// ePIE object step α (0…2).
+    #[arg(long, default_value_t = 1.0, value_name = "A")]
+    pub alpha_step: f32,
+
+    /// ePIE probe step β (0…2); 0 keeps the probe fixed.
+    #[arg(long, default_value_t = 0.5, value_name = "B")]
+    pub beta_step: f32,
+
+    /// ePIE: start updating the probe after this many updates (default: from the first sweep).
+    #[arg(long, value_name = "N")]
+    pub probe_after: Option<u64>,
+
+    /// Wirtinger-flow step μ (relative; 1 ≈ one ePIE step; default per loss).
+    #[arg(long, value_name = "MU")]
+    pub wf_step: Option<f32>,
+
+    /// ε in counts for the Poisson and amplitude losses (paper 001: 1e-4).
+    #[arg(long, default_value_t = 1e-4, value_name = "EPS")]
+    pub epsilon: f32,
+
+    /// Truncated Poisson gradient with this α_h (paper 003: ≥ 5); off by default.
+    #[arg(long, value_name = "ALPHA_H")]
+    pub truncation: Option<f32>,
+
+    /// Weight μ₀ of the Tikhonov gradient prior (paper 003); 0 = off.
+    #[arg(long, default_value_t = 0.0, value_name = "MU0")]
+    pub tikhonov: f32,
 }
 
 /// Parses `ROWSxCOLS`.
@@ -178,10 +279,147 @@ impl Args {
     }
 }
 
+/// The optics a simulator left in the dump's sidecar (`"optics"` in `<dump>.json`), if any.
+fn sidecar_optics(dump: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
+    let mut name = dump.as_os_str().to_owned();
+    name.push(".json");
+    std::fs::read_to_string(std::path::PathBuf::from(name))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v.get("optics").and_then(|o| o.as_object().cloned()))
+        .unwrap_or_default()
+}
+
+impl ReconArgs {
+    /// The reconstruction request, or `None` without `--recon`. Physics flags not given are
+    /// taken from the sidecar's optics; what is still missing is an error naming the flag.
+    pub fn to_request(
+        &self,
+        dump: &std::path::Path,
+        mrad_per_px: Option<f64>,
+    ) -> Result<Option<ReconRequest>> {
+        use crate::optics::ProbeParams;
+        use crate::recon::{EpieParams, Loss, Method, ProbeUpdate, WfParams};
+        let Some(method) = &self.recon else {
+            return Ok(None);
+        };
+        let side = sidecar_optics(dump);
+        let from_side = |key: &str| side.get(key).and_then(|v| v.as_f64());
+        let need = |flag: &str, given: Option<f64>, key: &str| -> Result<f64> {
+            given.or_else(|| from_side(key)).ok_or_else(|| {
+                Error::param(
+                    flag,
+                    "needed by --recon (not given, and not in the dump's sidecar)",
+                )
+            })
+        };
+        let kv = need("--kv", self.kv, "kv")?;
+        let mrad = need("--mrad-per-px", mrad_per_px, "mrad_per_px")?;
+        let step = need("--step", self.step, "step_angstrom")?;
+        let rotation = self
+            .scan_rotation
+            .or_else(|| from_side("scan_rotation_deg"))
+            .unwrap_or(0.0);
+        let probe = match &self.probe {
+            Some(path) => ProbeSource::File(path.clone()),
+            None => {
+                let mut p = ProbeParams::new(
+                    kv,
+                    need("--alpha", self.alpha, "alpha_mrad")?,
+                    need("--defocus", self.defocus, "defocus_angstrom")?,
+                );
+                p.cs_mm = self.cs.or_else(|| from_side("cs_mm")).unwrap_or(0.0);
+                ProbeSource::Optics(p)
+            }
+        };
+        let method = match method.as_str() {
+            "epie" => Method::Epie(EpieParams {
+                alpha: self.alpha_step,
+                beta: self.beta_step,
+                probe_update: match self.probe_after {
+                    Some(n) => ProbeUpdate::AfterUpdates(n),
+                    None => ProbeUpdate::AfterFirstPass,
+                },
+            }),
+            _ => {
+                let mut p = WfParams::new(Loss::from_name(&self.loss)?);
+                if let Some(mu) = self.wf_step {
+                    p.step = mu;
+                }
+                p.epsilon = self.epsilon;
+                p.truncation = self.truncation;
+                p.tikhonov = self.tikhonov;
+                Method::Wf(p)
+            }
+        };
+        method.validate()?;
+        for (flag, v) in [("--kv", kv), ("--mrad-per-px", mrad), ("--step", step)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::param(flag, format!("{v}: need a value > 0")));
+            }
+        }
+        Ok(Some(ReconRequest {
+            method,
+            probe,
+            kv,
+            mrad_per_px: mrad,
+            step_angstrom: step,
+            scan_rotation_deg: rotation,
+            window: self.recon_window,
+            bin: self.recon_bin,
+            transpose: self.flip,
+            sweeps: self.sweeps,
+        }))
+    }
+}
+
 /// Runs `ptyflow replay`.
 pub fn run(args: Args) -> Result<()> {
     let config = args.to_config()?;
-    let mut outcome = replay(&config, None)?;
+    let request = args.recon.to_request(&args.dump, args.mrad_per_px)?;
+    let mut outcome = match &request {
+        None => replay(&config, None)?,
+        Some(request) => {
+            let dump = Dump::open(&config.dump, &config.open)?;
+            let (scan, _) = resolve_scan(&config, &dump)?;
+            if config.serpentine {
+                return Err(Error::param(
+                    "--serpentine",
+                    "reconstruction of serpentine scans is not supported yet; reorder the frames",
+                ));
+            }
+            let info = dump.info();
+            let frame = FrameGeometry::new(info.width, info.height)
+                .map_err(|e| Error::core(info.path.display().to_string(), e))?;
+            let centre = match config.center {
+                Some(c) => Some(c),
+                None => estimate_disc(&dump)?.map(|d| (d.cx, d.cy)),
+            };
+            let mut consumer = request.build(frame, (scan.rows(), scan.cols()), centre)?;
+            let mut outcome = replay_dump(&config, &dump, Some(&mut consumer))?;
+            let mut written = Vec::new();
+            let summary = recon::finish(
+                &mut consumer,
+                request,
+                &config.out,
+                !args.quiet,
+                &mut written,
+            )?;
+            let engine = consumer.reconstructor();
+            let extra = &mut outcome.report.extra;
+            extra.insert(
+                "object_pixel_angstrom".into(),
+                engine.object_pixel_angstrom().into(),
+            );
+            extra.insert(
+                "object_origin_px".into(),
+                serde_json::json!(engine.object_origin_px()),
+            );
+            extra.insert("reconstruction".into(), summary);
+            outcome.report.outputs.extend(written);
+            outcome
+        }
+    };
     write_report(&config.out, &mut outcome)?;
     let r = &outcome.report;
     eprintln!(

@@ -6,5 +6,6 @@ pub mod run;
 
 pub use run::{Counters, OrderedConsumer, RunOptions, Worker, run};
 pub mod push;
+pub mod recon;
 pub mod reduce;
 pub mod replay;

@@ -42,18 +42,17 @@ impl ReconWindow {
         }
         let m = size / bin;
         // Binned pixel j covers unbinned x0 + b·j … ; its centre is x0 + b·j + (b − 1)/2.
+        // A window that would leave the frame is moved back inside it (the disc centre is then
+        // off the window centre by that many pixels: a linear phase ramp on the object).
         let place = |c: f64, limit: usize, axis: &str| -> Result<usize> {
-            let start = (c - (bin * (m / 2)) as f64 - (bin as f64 - 1.0) / 2.0).round();
-            if start < 0.0 || start as usize + size > limit {
+            if size > limit {
                 return Err(Error::param(
                     "--recon-window",
-                    format!(
-                        "a {size}-pixel window centred on the disc at {axis} = {c:.1} leaves the \
-                         {limit}-pixel frame; use a smaller --recon-window or give --center"
-                    ),
+                    format!("{size} pixels is larger than the frame's {limit} pixels along {axis}"),
                 ));
             }
-            Ok(start as usize)
+            let start = (c - (bin * (m / 2)) as f64 - (bin as f64 - 1.0) / 2.0).round();
+            Ok((start.max(0.0) as usize).min(limit - size))
         };
         Ok(ReconWindow {
             x0: place(cx, frame.width(), "x")?,
@@ -90,10 +89,18 @@ impl ReconConsumer {
         if recon.window() != m {
             return Err(Error::param(
                 "--recon-window",
-                format!("window of {m} binned pixels, but the engine was built for {}", recon.window()),
+                format!(
+                    "window of {m} binned pixels, but the engine was built for {}",
+                    recon.window()
+                ),
             ));
         }
-        let w = Window { x0: window.x0, y0: window.y0, width: window.size, height: window.size };
+        let w = Window {
+            x0: window.x0,
+            y0: window.y0,
+            width: window.size,
+            height: window.size,
+        };
         let binner = Binner::with_window(frame, window.bin, w)
             .map_err(|e| Error::core("--recon-window/--recon-bin", e))?;
         Ok(ReconConsumer {
@@ -149,7 +156,11 @@ impl OrderedConsumer for ReconConsumer {
         match frame {
             Frame::F32(f) => {
                 let mut buf = std::mem::take(&mut self.bin_f32);
-                let r = self.binner.bin(f, &mut buf).map_err(err).and_then(|()| self.feed(index, &buf));
+                let r = self
+                    .binner
+                    .bin(f, &mut buf)
+                    .map_err(err)
+                    .and_then(|()| self.feed(index, &buf));
                 self.bin_f32 = buf;
                 r
             }
@@ -294,7 +305,15 @@ pub fn finish(
     let amplitude: Vec<f32> = recon.object().iter().map(|z| z.norm()).collect();
     write_png(&out.join("object_phase.png"), cols, rows, &phase)?;
     write_png(&out.join("object_amplitude.png"), cols, rows, &amplitude)?;
-    written.extend(["object.npy", "probe.npy", "object_phase.png", "object_amplitude.png"].map(String::from));
+    written.extend(
+        [
+            "object.npy",
+            "probe.npy",
+            "object_phase.png",
+            "object_amplitude.png",
+        ]
+        .map(String::from),
+    );
     let sweep_updates = recon.updates_done() - online_updates;
     Ok(serde_json::json!({
         "method": recon.method().name(),
