@@ -75,10 +75,16 @@ pub fn read_npy<T: npyz::Deserialize>(path: &Path) -> Result<(Vec<usize>, Vec<T>
     Ok((shape, data))
 }
 
+/// Smallest side of a preview: smaller images are enlarged by an integer factor (nearest
+/// neighbour), so a 10 × 10 scan's virtual image is still visible.
+const PREVIEW_MIN_SIDE: usize = 256;
+
 /// Writes a grey-scale 8-bit PNG preview of a row-major `height × width` image.
 ///
 /// Values are mapped linearly from the 0.5th to the 99.5th percentile of the finite values to
 /// 0…255 (robust against a few hot pixels); NaN is drawn black. A constant image is mid-grey.
+/// Images whose smaller side is below 256 pixels are enlarged by the integer factor that
+/// brings it to at least 256 (each value becomes a block of pixels).
 pub fn write_png(path: &Path, width: usize, height: usize, data: &[f32]) -> Result<()> {
     if width * height != data.len() || width == 0 {
         return Err(Error::file(
@@ -103,6 +109,22 @@ pub fn write_png(path: &Path, width: usize, height: usize, data: &[f32]) -> Resu
             }
         })
         .collect();
+    let scale = PREVIEW_MIN_SIDE.div_ceil(width.min(height)).max(1);
+    let pixels: Vec<u8> = if scale == 1 {
+        pixels
+    } else {
+        pixels
+            .chunks_exact(width)
+            .flat_map(|row| {
+                let wide: Vec<u8> = row
+                    .iter()
+                    .flat_map(|&p| std::iter::repeat_n(p, scale))
+                    .collect();
+                std::iter::repeat_n(wide, scale).flatten()
+            })
+            .collect()
+    };
+    let (width, height) = (width * scale, height * scale);
     let io = |e| Error::io(path, e);
     let file = BufWriter::new(File::create(path).map_err(io)?);
     let mut encoder = png::Encoder::new(file, width as u32, height as u32);

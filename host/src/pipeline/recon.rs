@@ -301,10 +301,25 @@ pub fn finish(
     let m = recon.window();
     write_npy(&out.join("object.npy"), &[rows, cols], recon.object())?;
     write_npy(&out.join("probe.npy"), &[m, m], recon.probe())?;
-    let phase: Vec<f32> = recon.object().iter().map(|z| z.arg()).collect();
-    let amplitude: Vec<f32> = recon.object().iter().map(|z| z.norm()).collect();
-    write_png(&out.join("object_phase.png"), cols, rows, &phase)?;
-    write_png(&out.join("object_amplitude.png"), cols, rows, &amplitude)?;
+    // Previews show the well-lit part of the object; the .npy keeps all of it.
+    let (r0, r1, c0, c1) = lit_region(recon);
+    let crop = |f: fn(&num_complex::Complex32) -> f32| -> Vec<f32> {
+        (r0..r1)
+            .flat_map(|r| recon.object()[r * cols + c0..r * cols + c1].iter().map(f))
+            .collect()
+    };
+    write_png(
+        &out.join("object_phase.png"),
+        c1 - c0,
+        r1 - r0,
+        &crop(|z| z.arg()),
+    )?;
+    write_png(
+        &out.join("object_amplitude.png"),
+        c1 - c0,
+        r1 - r0,
+        &crop(|z| z.norm()),
+    )?;
     written.extend(
         [
             "object.npy",
@@ -324,6 +339,7 @@ pub fn finish(
         "scan_rotation_deg": request.scan_rotation_deg,
         "window": window,
         "window_px": m,
+        "preview_region_px": [[r0, r1], [c0, c1]],
         "object_shape": [rows, cols],
         "updates_online": online_updates,
         "updates_sweeps": sweep_updates,
@@ -332,4 +348,39 @@ pub fn finish(
         "skipped": recon.skipped(),
         "loss_history": recon.history(),
     }))
+}
+
+/// The bounding box `(row0, row1, col0, col1)` of the object pixels whose summed probe
+/// intensity over all scan positions is at least half its maximum: where the object is
+/// well determined. Rounded positions are good enough for a preview.
+pub fn lit_region(recon: &Reconstructor) -> (usize, usize, usize, usize) {
+    let [rows, cols] = recon.object_shape();
+    let m = recon.window();
+    let intensity: Vec<f32> = recon.probe().iter().map(|p| p.norm_sqr()).collect();
+    let mut lit = vec![0.0f32; rows * cols];
+    for p in &recon.geometry().positions {
+        let r0 = (p[0].round() as usize).saturating_sub(m / 2);
+        let c0 = (p[1].round() as usize).saturating_sub(m / 2);
+        for (dr, line) in intensity.chunks_exact(m).enumerate() {
+            let Some(row) = lit.get_mut((r0 + dr) * cols + c0..(r0 + dr) * cols + c0 + m) else {
+                continue;
+            };
+            for (l, &v) in row.iter_mut().zip(line) {
+                *l += v;
+            }
+        }
+    }
+    let max = lit.iter().copied().fold(0.0f32, f32::max);
+    let (mut r0, mut r1, mut c0, mut c1) = (rows, 0, cols, 0);
+    for (i, &v) in lit.iter().enumerate() {
+        if v >= 0.5 * max && max > 0.0 {
+            let (r, c) = (i / cols, i % cols);
+            (r0, r1, c0, c1) = (r0.min(r), r1.max(r + 1), c0.min(c), c1.max(c + 1));
+        }
+    }
+    if r0 >= r1 || c0 >= c1 {
+        (0, rows, 0, cols)
+    } else {
+        (r0, r1, c0, c1)
+    }
 }
