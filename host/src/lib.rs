@@ -5,6 +5,7 @@ pub mod benchmark;
 pub mod capi;
 pub mod cli;
 pub mod error;
+pub mod fourier;
 pub mod metrics;
 pub mod optics;
 pub mod output;

@@ -24,7 +24,8 @@
 //! (not for the hot path).
 
 use num_complex::{Complex32, Complex64};
-use rustfft::FftPlanner;
+
+use crate::fourier::{Direction, Fft2d, signed_frequency};
 
 use crate::{Error, Result};
 
@@ -35,42 +36,15 @@ pub fn to_c64(data: &[Complex32]) -> Vec<Complex64> {
         .collect()
 }
 
-/// In-place 2-D FFT (unnormalised both ways, numpy sign) of a row-major `rows × cols` array.
+/// In-place 2-D FFT (unnormalised both ways, numpy sign) of a row-major `rows × cols` array;
+/// see [`crate::fourier`].
 pub fn fft2(data: &mut [Complex64], shape: [usize; 2], inverse: bool) {
-    let [rows, cols] = shape;
-    assert_eq!(data.len(), rows * cols, "fft2: wrong length");
-    let mut planner = FftPlanner::<f64>::new();
-    let (row_fft, col_fft) = if inverse {
-        (
-            planner.plan_fft_inverse(cols),
-            planner.plan_fft_inverse(rows),
-        )
+    let direction = if inverse {
+        Direction::Inverse
     } else {
-        (
-            planner.plan_fft_forward(cols),
-            planner.plan_fft_forward(rows),
-        )
+        Direction::Forward
     };
-    row_fft.process(data);
-    let mut column = vec![Complex64::new(0.0, 0.0); rows];
-    for c in 0..cols {
-        for (r, v) in column.iter_mut().enumerate() {
-            *v = data[r * cols + c];
-        }
-        col_fft.process(&mut column);
-        for (r, v) in column.iter().enumerate() {
-            data[r * cols + c] = *v;
-        }
-    }
-}
-
-/// Signed FFT frequency index of bin `i` of an `n`-point axis.
-fn signed(i: usize, n: usize) -> f64 {
-    if i < n.div_ceil(2) {
-        i as f64
-    } else {
-        i as f64 - n as f64
-    }
+    Fft2d::new(shape[0], shape[1]).process(data, direction);
 }
 
 /// A mask that keeps everything but a border of `crop` pixels.
@@ -93,9 +67,9 @@ pub fn shift_image(data: &[Complex64], shape: [usize; 2], shift: [f64; 2]) -> Ve
     fft2(&mut spec, shape, false);
     let norm = 1.0 / (rows * cols) as f64;
     for r in 0..rows {
-        let fy = signed(r, rows) / rows as f64;
+        let fy = signed_frequency(r, rows) / rows as f64;
         for c in 0..cols {
-            let fx = signed(c, cols) / cols as f64;
+            let fx = signed_frequency(c, cols) / cols as f64;
             let ph = -2.0 * std::f64::consts::PI * (fy * shift[0] + fx * shift[1]);
             spec[r * cols + c] *= Complex64::from_polar(norm, ph);
         }
@@ -214,7 +188,10 @@ fn peak(cc: &[f64], shape: [usize; 2]) -> [f64; 2] {
     } else {
         0.0
     };
-    [signed(pr, rows) + dy, signed(pc, cols) + dx]
+    [
+        signed_frequency(pr, rows) + dy,
+        signed_frequency(pc, cols) + dx,
+    ]
 }
 
 /// A global phase and linear phase ramp: `phase(y, x) = offset + ramp[0]·y + ramp[1]·x` (rad).
@@ -272,8 +249,8 @@ pub fn align_phase(
         }
         let tau = 2.0 * std::f64::consts::PI;
         plane.ramp = [
-            tau * signed(best.1 / cols, rows) / rows as f64,
-            tau * signed(best.1 % cols, cols) / cols as f64,
+            tau * signed_frequency(best.1 / cols, rows) / rows as f64,
+            tau * signed_frequency(best.1 % cols, cols) / cols as f64,
         ];
         for _ in 0..2 {
             // Remove the current global phase so the residual phase sits near 0.
@@ -514,9 +491,9 @@ pub fn frc(a: &[f64], b: &[f64], shape: [usize; 2]) -> Frc {
     let mut pb = vec![0.0; rings];
     let mut pixels = vec![0usize; rings];
     for r in 0..rows {
-        let fy = signed(r, rows) / rows as f64;
+        let fy = signed_frequency(r, rows) / rows as f64;
         for c in 0..cols {
-            let fx = signed(c, cols) / cols as f64;
+            let fx = signed_frequency(c, cols) / cols as f64;
             let ring = ((fy * fy + fx * fx).sqrt() * size as f64).round() as usize;
             if ring >= rings {
                 continue;

@@ -12,8 +12,8 @@
 //!   window (the centre of a `fftshift`ed array).
 
 use num_complex::{Complex32, Complex64};
-use rustfft::FftPlanner;
 
+use crate::fourier::{Direction, Fft2d, signed_frequency};
 use crate::{Error, Result};
 
 /// Planck constant × speed of light, in keV·Å.
@@ -171,11 +171,7 @@ impl ProbeParams {
                 ),
             ));
         }
-        let freq = |i: usize| {
-            let i = i as isize;
-            let n = m as isize;
-            (if i < (n + 1) / 2 { i } else { i - n }) as f64 * dk
-        };
+        let freq = |i: usize| signed_frequency(i, m) * dk;
         let centre = (m / 2) as f64;
         let mut spectrum = vec![Complex64::new(0.0, 0.0); m * m];
         for (row, line) in spectrum.chunks_exact_mut(m).enumerate() {
@@ -199,30 +195,12 @@ impl ProbeParams {
                 "aperture smaller than one reciprocal pixel of the window; enlarge the window",
             ));
         }
-        ifft2(&mut spectrum, m);
+        Fft2d::new(m, m).process(&mut spectrum, Direction::Inverse);
         let norm = spectrum.iter().map(|v| v.norm_sqr()).sum::<f64>().sqrt();
         Ok(spectrum
             .iter()
             .map(|v| Complex32::new((v.re / norm) as f32, (v.im / norm) as f32))
             .collect())
-    }
-}
-
-/// In-place unnormalised 2-D inverse FFT of a row-major `m × m` array (set-up only).
-fn ifft2(data: &mut [Complex64], m: usize) {
-    let fft = FftPlanner::<f64>::new().plan_fft_inverse(m);
-    for row in data.chunks_exact_mut(m) {
-        fft.process(row);
-    }
-    let mut column = vec![Complex64::new(0.0, 0.0); m];
-    for col in 0..m {
-        for (row, c) in column.iter_mut().enumerate() {
-            *c = data[row * m + col];
-        }
-        fft.process(&mut column);
-        for (row, c) in column.iter().enumerate() {
-            data[row * m + col] = *c;
-        }
     }
 }
 
@@ -296,21 +274,7 @@ mod tests {
             .iter()
             .map(|v| Complex64::new(v.re as f64, v.im as f64))
             .collect();
-        let fft = FftPlanner::<f64>::new().plan_fft_forward(m);
-        // forward 2-D FFT: rows then columns
-        for row in spec.chunks_exact_mut(m) {
-            fft.process(row);
-        }
-        let mut col = vec![Complex64::new(0.0, 0.0); m];
-        for c in 0..m {
-            for r in 0..m {
-                col[r] = spec[r * m + c];
-            }
-            fft.process(&mut col);
-            for r in 0..m {
-                spec[r * m + c] = col[r];
-            }
-        }
+        Fft2d::new(m, m).process(&mut spec, Direction::Forward);
         let radius = bright_field_radius_px(24.0, mrad_px);
         for r in 0..m {
             for c in 0..m {

@@ -22,8 +22,8 @@
 //! must give the same bytes on every x86-64 machine.
 
 use num_complex::{Complex32, Complex64};
-use rustfft::{Fft, FftPlannerScalar};
-use std::sync::Arc;
+
+use crate::fourier::{Direction, Fft2d, signed_frequency};
 
 /// Probe positions `(y, x)` in Å of a raster scan, in scan order (row by row; rows are the slow
 /// axis). Position `(i, j)` (row `i`, column `j`) before rotation is `(i·step, j·step)`; the
@@ -46,63 +46,6 @@ pub fn raster_positions(
     out
 }
 
-/// A 2-D FFT of a fixed square size with its plans and scratch made once.
-pub(crate) struct Fft2 {
-    n: usize,
-    forward: Arc<dyn Fft<f64>>,
-    inverse: Arc<dyn Fft<f64>>,
-    column: Vec<Complex64>,
-    scratch: Vec<Complex64>,
-}
-
-impl Fft2 {
-    pub(crate) fn new(n: usize) -> Self {
-        let mut planner = FftPlannerScalar::<f64>::new();
-        let forward = planner.plan_fft_forward(n);
-        let inverse = planner.plan_fft_inverse(n);
-        let len = forward
-            .get_inplace_scratch_len()
-            .max(inverse.get_inplace_scratch_len());
-        Fft2 {
-            n,
-            forward,
-            inverse,
-            column: vec![Complex64::new(0.0, 0.0); n],
-            scratch: vec![Complex64::new(0.0, 0.0); len],
-        }
-    }
-
-    /// Unnormalised forward (`inverse = false`, `exp(−2πi jk/n)`) or inverse 2-D transform.
-    pub(crate) fn process(&mut self, data: &mut [Complex64], inverse: bool) {
-        let n = self.n;
-        debug_assert_eq!(data.len(), n * n);
-        let fft = if inverse {
-            &self.inverse
-        } else {
-            &self.forward
-        };
-        fft.process_with_scratch(data, &mut self.scratch);
-        for c in 0..n {
-            for (r, v) in self.column.iter_mut().enumerate() {
-                *v = data[r * n + c];
-            }
-            fft.process_with_scratch(&mut self.column, &mut self.scratch);
-            for (r, v) in self.column.iter().enumerate() {
-                data[r * n + c] = *v;
-            }
-        }
-    }
-}
-
-/// Signed frequency index of FFT bin `i` of `n`.
-fn signed(i: usize, n: usize) -> f64 {
-    if i < n.div_ceil(2) {
-        i as f64
-    } else {
-        i as f64 - n as f64
-    }
-}
-
 /// The forward model on the fine simulation grid: probe spectrum, fine object, window geometry.
 pub struct ForwardModel {
     m: usize,
@@ -116,7 +59,7 @@ pub struct ForwardModel {
     /// Fine-pixel coordinates of the object pixel at `(y, x) = (0, 0)`.
     origin: [f64; 2],
     fine_dx: f64,
-    fft: Fft2,
+    fft: Fft2d,
     wave: Vec<Complex64>,
 }
 
@@ -135,12 +78,12 @@ impl ForwardModel {
         let ms = (probe.len() as f64).sqrt().round() as usize;
         assert_eq!(ms * ms, probe.len(), "probe must be square");
         assert!(m <= ms && object.len() == object_shape[0] * object_shape[1]);
-        let mut fft = Fft2::new(ms);
+        let mut fft = Fft2d::new(ms, ms);
         let mut probe_spectrum: Vec<Complex64> = probe
             .iter()
             .map(|v| Complex64::new(v.re as f64, v.im as f64))
             .collect();
-        fft.process(&mut probe_spectrum, false);
+        fft.process(&mut probe_spectrum, Direction::Forward);
         ForwardModel {
             m,
             ms,
@@ -183,10 +126,10 @@ impl ForwardModel {
         // exp(−2πi (ky fy + kx fx) / Ms).
         let tau = 2.0 * std::f64::consts::PI / ms as f64;
         let rowphase: Vec<Complex64> = (0..ms)
-            .map(|i| Complex64::cis(-tau * signed(i, ms) * fy))
+            .map(|i| Complex64::cis(-tau * signed_frequency(i, ms) * fy))
             .collect();
         let colphase: Vec<Complex64> = (0..ms)
-            .map(|i| Complex64::cis(-tau * signed(i, ms) * fx))
+            .map(|i| Complex64::cis(-tau * signed_frequency(i, ms) * fx))
             .collect();
         for (r, (line, src)) in self
             .wave
@@ -198,7 +141,7 @@ impl ForwardModel {
                 *w = s * rowphase[r] * cp;
             }
         }
-        self.fft.process(&mut self.wave, true);
+        self.fft.process(&mut self.wave, Direction::Inverse);
         let norm = 1.0 / (ms * ms) as f64;
         let (top, left) = (top as usize, left as usize);
         for (r, line) in self.wave.chunks_exact_mut(ms).enumerate() {
@@ -207,7 +150,7 @@ impl ForwardModel {
                 *w *= Complex64::new(o.re as f64, o.im as f64) * norm;
             }
         }
-        self.fft.process(&mut self.wave, false);
+        self.fft.process(&mut self.wave, Direction::Forward);
         &self.wave
     }
 
@@ -248,13 +191,13 @@ mod tests {
     #[test]
     fn fft2_round_trips() {
         let n = 12;
-        let mut f = Fft2::new(n);
+        let mut f = Fft2d::new(n, n);
         let orig: Vec<Complex64> = (0..n * n)
             .map(|i| Complex64::new((i as f64).sin(), (i as f64 * 0.3).cos()))
             .collect();
         let mut d = orig.clone();
-        f.process(&mut d, false);
-        f.process(&mut d, true);
+        f.process(&mut d, Direction::Forward);
+        f.process(&mut d, Direction::Inverse);
         for (a, b) in d.iter().zip(&orig) {
             assert!((a / (n * n) as f64 - b).norm() < 1e-12);
         }
