@@ -20,11 +20,14 @@ pub enum Direction {
     Inverse,
 }
 
+/// The row and the column plan of one direction.
+type Plans = (Arc<dyn Fft<f64>>, Arc<dyn Fft<f64>>);
+
 /// Plans and scratch for 2-D transforms of one `rows × cols` shape, made once.
 pub struct Fft2d {
     rows: usize,
     cols: usize,
-    plans: [(Arc<dyn Fft<f64>>, Arc<dyn Fft<f64>>); 2],
+    plans: [Plans; 2],
     column: Vec<Complex64>,
     scratch: Vec<Complex64>,
 }
