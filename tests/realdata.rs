@@ -9,7 +9,7 @@ use ptyflow::source::{Dump, Frame, OpenOptions};
 use serde_json::Value;
 
 /// Extracts every zip in `merlin/` into `dest/<zip stem>/`, the layout `reference.json` keys use.
-fn extract(merlin: &Path, dest: &Path) {
+pub(crate) fn extract(merlin: &Path, dest: &Path) {
     for entry in std::fs::read_dir(merlin).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "zip") {

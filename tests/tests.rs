@@ -3,3 +3,4 @@
 
 mod capi;
 mod realdata;
+mod replay;

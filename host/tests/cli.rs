@@ -8,6 +8,8 @@ use std::process::Command;
 // A crate root's `mod x;` looks beside it (tests/x.rs), so the modules are pointed at cli/.
 #[path = "cli/info.rs"]
 mod info;
+#[path = "cli/replay.rs"]
+mod replay;
 
 /// What a run of `ptyflow` printed and returned.
 #[derive(Debug)]

@@ -39,14 +39,15 @@ pub enum VirtualSpec {
 }
 
 impl VirtualSpec {
-    /// The output's base name: `virtual_<name>.npy`.
-    pub fn name(&self) -> String {
+    /// The kind, which names the output (`virtual_<kind>.npy`; a second detector of the same
+    /// kind gets `_2`, and so on).
+    pub fn kind(&self) -> &'static str {
         match *self {
-            VirtualSpec::BrightField => "bf".into(),
-            VirtualSpec::Adf { inner, outer } => format!("adf_{inner}_{outer}"),
-            VirtualSpec::Rings { n, inner, outer } => format!("rings{n}_{inner}_{outer}"),
-            VirtualSpec::Dpc => "dpc".into(),
-            VirtualSpec::Com => "com".into(),
+            VirtualSpec::BrightField => "bf",
+            VirtualSpec::Adf { .. } => "adf",
+            VirtualSpec::Rings { .. } => "rings",
+            VirtualSpec::Dpc => "dpc",
+            VirtualSpec::Com => "com",
         }
     }
 

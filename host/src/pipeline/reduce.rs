@@ -26,7 +26,9 @@ use crate::{Error, Result};
 /// Where one virtual detector's values sit in a frame's coefficient row.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DetectorSlot {
-    /// The detector as the user named it.
+    /// The kind (`bf`, `adf`, `rings`, `dpc`, `com`).
+    pub kind: &'static str,
+    /// The detector, radii in unbinned pixels.
     pub spec: String,
     /// Output base name (`virtual_<name>.npy`).
     pub name: String,
@@ -34,6 +36,14 @@ pub struct DetectorSlot {
     pub offset: usize,
     /// Number of coefficients (1, 4 for DPC, N for rings, 2 for COM).
     pub len: usize,
+}
+
+/// `kind`, or `kind_2`, `kind_3` … when detectors of that kind are already named.
+fn unique_name(taken: &[DetectorSlot], kind: &str) -> String {
+    match taken.iter().filter(|d| d.kind == kind).count() {
+        0 => kind.to_string(),
+        n => format!("{kind}_{}", n + 1),
+    }
 }
 
 /// The immutable configuration every worker shares.
@@ -79,10 +89,23 @@ impl ReducePlan {
         let binner = if bin == 1 && crop.is_none() {
             None
         } else {
-            Some(
-                Binner::with_window(frame, bin, window)
-                    .map_err(|e| Error::core(format!("--bin {bin}"), e))?,
-            )
+            let context = match crop {
+                Some(w) => format!(
+                    "--crop {},{},{},{} with --bin {bin} on a {}×{} frame",
+                    w.x0,
+                    w.y0,
+                    w.width,
+                    w.height,
+                    frame.width(),
+                    frame.height()
+                ),
+                None => format!(
+                    "--bin {bin} on a {}×{} frame",
+                    frame.width(),
+                    frame.height()
+                ),
+            };
+            Some(Binner::with_window(frame, bin, window).map_err(|e| Error::core(context, e))?)
         };
         let stage = binner.map_or(frame, |b| b.out_geometry());
         let b = bin as f64;
@@ -148,6 +171,22 @@ impl ReducePlan {
             placed.push((i, range, spec));
         }
         let layers: Vec<_> = layers.into_iter().map(LabelBuilder::build).collect();
+        // A detector that covers no pixel of the stage frame would silently give zeros.
+        for (i, range, spec) in &placed {
+            let labels = layers[*i].labels();
+            let covered = labels.iter().any(|&l| range.contains(&usize::from(l)));
+            if !covered {
+                return Err(Error::param(
+                    "--virtual",
+                    format!(
+                        "`{spec}` covers no pixel of the {}×{} frame seen by the detectors \
+                         (after --crop/--bin); check its radii and the disc centre",
+                        stage.width(),
+                        stage.height()
+                    ),
+                ));
+            }
+        }
         let mut layer_offset = Vec::with_capacity(layers.len());
         let mut offset = 0;
         for layer in &layers {
@@ -155,9 +194,11 @@ impl ReducePlan {
             offset += layer.segments();
         }
         for (i, range, spec) in placed {
+            let name = unique_name(&detectors, spec.kind());
             detectors.push(DetectorSlot {
+                kind: spec.kind(),
                 spec: spec.to_string(),
-                name: spec.name(),
+                name,
                 offset: layer_offset[i] + range.start,
                 len: range.len(),
             });
@@ -173,6 +214,7 @@ impl ReducePlan {
                     .centre_of_mass(cx, cy)
                     .map_err(|e| Error::core("--virtual com", e))?;
                 detectors.push(DetectorSlot {
+                    kind: "com",
                     spec: "com".into(),
                     name: "com".into(),
                     offset,
@@ -435,7 +477,7 @@ impl Reducer {
         let mut out = Vec::with_capacity(self.plan.frames * slot.len);
         for (row, &total) in self.coeffs.chunks_exact(k.max(1)).zip(&self.dose) {
             let values = &row[slot.offset..slot.offset + slot.len];
-            if slot.name == "com" {
+            if slot.kind == "com" {
                 let scale = if total > 0.0 {
                     self.plan.bin as f64 / total
                 } else {

@@ -332,7 +332,8 @@ pub fn replay_dump(
     }
 
     let mut outputs = Vec::new();
-    write_outputs(&config.out, &plan, &reducer, &scan, &mut outputs)?;
+    let read = counters.frames_read as usize;
+    write_outputs(&config.out, &plan, &reducer, &scan, read, &mut outputs)?;
 
     let mut stages = vec![StageRate::new(
         "reduce",
@@ -431,6 +432,7 @@ fn write_outputs(
     plan: &ReducePlan,
     reducer: &Reducer,
     scan: &Scan,
+    read: usize,
     written: &mut Vec<String>,
 ) -> Result<()> {
     let (rows, cols) = (scan.rows(), scan.cols());
@@ -449,7 +451,8 @@ fn write_outputs(
     let var: Vec<f32> = stats.var.iter().map(|&v| v as f32).collect();
     save2d("mean", &[h, w], &mean, Some((w, h)))?;
     save2d("var", &[h, w], &var, Some((w, h)))?;
-    let dose: Vec<f32> = reducer.dose().iter().map(|&v| v as f32).collect();
+    // Frames are handed out in order: the first `read` were processed, the rest stay NaN.
+    let dose: Vec<f32> = reducer.dose()[..read].iter().map(|&v| v as f32).collect();
     save2d(
         "dose",
         &[rows, cols],
@@ -458,9 +461,10 @@ fn write_outputs(
     )?;
     for slot in &plan.detectors {
         let values = reducer.detector_values(slot);
-        let shaped = scan_shaped(scan, &values, slot.len);
+        let shaped_values = &values[..read * slot.len];
+        let shaped = scan_shaped(scan, shaped_values, slot.len);
         let name = format!("virtual_{}", slot.name);
-        if slot.name == "com" {
+        if slot.kind == "com" {
             for (axis, c) in ["x", "y"].iter().zip(0..) {
                 let one: Vec<f32> = shaped.iter().skip(c).step_by(2).copied().collect();
                 save2d(

@@ -62,7 +62,7 @@ use memmap2::Mmap;
 use crate::{Error, Result};
 
 pub use args::{DumpArgs, FormatArg};
-pub use raw::{ByteOrder, RawDtype, RawSidecar};
+pub use raw::{ByteOrder, RawDtype, RawSidecar, SidecarOptics};
 
 /// The file formats ptyflow reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

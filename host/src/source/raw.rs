@@ -86,7 +86,7 @@ fn raw_string() -> String {
 ///
 /// On reading, `byte_order` defaults to `little`, the three byte counts to 0, `frames` and
 /// `scan` are optional, and unknown keys (e.g. `"optics": {...}`) are ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawSidecar {
     /// Always `"raw"`.
     #[serde(default = "raw_string")]
@@ -115,6 +115,37 @@ pub struct RawSidecar {
     /// Scan shape `[rows, cols]` (frame index = row · cols + col), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<[usize; 2]>,
+    /// The optics of the acquisition, if the writer knew them (the simulator does), so
+    /// `ptyflow replay --recon` can default its physics flags from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optics: Option<SidecarOptics>,
+}
+
+/// Physics metadata in a sidecar, so `ptyflow replay` can default its flags from it. Every
+/// field is optional: a writer states what it knows; unknown keys are ignored.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SidecarOptics {
+    /// Accelerating voltage in kV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<f64>,
+    /// Convergence semi-angle in mrad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_mrad: Option<f64>,
+    /// Defocus in Å (positive = underfocus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defocus_angstrom: Option<f64>,
+    /// Spherical aberration in mm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cs_mm: Option<f64>,
+    /// Detector pixel in mrad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrad_per_px: Option<f64>,
+    /// Scan step in Å.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_angstrom: Option<f64>,
+    /// Scan rotation in degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_rotation_deg: Option<f64>,
 }
 
 impl RawSidecar {
@@ -131,6 +162,7 @@ impl RawSidecar {
             frame_footer_bytes: 0,
             frames: None,
             scan: None,
+            optics: None,
         }
     }
 

@@ -1,0 +1,316 @@
+//! The online reconstruction as a pipeline stage: every frame, in scan order, is cut to the
+//! reconstruction window, binned, prepared (√I, FFT order) and fed to one
+//! [`Reconstructor::update`]. Runs on its own thread beside the reduction workers.
+
+use ptyflow_core::{Binner, FrameGeometry, Window};
+
+use super::run::OrderedConsumer;
+use crate::recon::{PreparedPattern, Reconstructor};
+use crate::source::Frame;
+use crate::{Error, Result};
+
+/// Where the reconstruction window sits on the (unbinned) detector frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ReconWindow {
+    /// Left column of the window.
+    pub x0: usize,
+    /// Top row of the window.
+    pub y0: usize,
+    /// Side of the window in unbinned pixels.
+    pub size: usize,
+    /// Bin factor: the reconstruction sees `size / bin` pixels per side (`M`).
+    pub bin: usize,
+    /// Transpose each pattern (swap detector x and y) before it is used.
+    pub transpose: bool,
+}
+
+impl ReconWindow {
+    /// A window of `size` unbinned pixels binned by `bin`, placed so that the bright-field
+    /// disc centre `(cx, cy)` falls on pixel `(M/2, M/2)` of the binned window (where the
+    /// reconstruction expects zero scattering angle), to the nearest pixel.
+    pub fn centred(
+        frame: FrameGeometry,
+        size: usize,
+        bin: usize,
+        (cx, cy): (f64, f64),
+    ) -> Result<Self> {
+        if bin == 0 || size == 0 || size % bin != 0 {
+            return Err(Error::param(
+                "--recon-window",
+                format!("{size} pixels is not a positive multiple of --recon-bin {bin}"),
+            ));
+        }
+        let m = size / bin;
+        // Binned pixel j covers unbinned x0 + b·j … ; its centre is x0 + b·j + (b − 1)/2.
+        let place = |c: f64, limit: usize, axis: &str| -> Result<usize> {
+            let start = (c - (bin * (m / 2)) as f64 - (bin as f64 - 1.0) / 2.0).round();
+            if start < 0.0 || start as usize + size > limit {
+                return Err(Error::param(
+                    "--recon-window",
+                    format!(
+                        "a {size}-pixel window centred on the disc at {axis} = {c:.1} leaves the \
+                         {limit}-pixel frame; use a smaller --recon-window or give --center"
+                    ),
+                ));
+            }
+            Ok(start as usize)
+        };
+        Ok(ReconWindow {
+            x0: place(cx, frame.width(), "x")?,
+            y0: place(cy, frame.height(), "y")?,
+            size,
+            bin,
+            transpose: false,
+        })
+    }
+
+    /// The side `M` the reconstruction sees.
+    pub fn m(&self) -> usize {
+        self.size / self.bin
+    }
+}
+
+/// The reconstruction stage: window, binning, pattern preparation and the engine, all made
+/// once; [`OrderedConsumer::consume`] allocates nothing.
+#[derive(Debug)]
+pub struct ReconConsumer {
+    recon: Reconstructor,
+    binner: Binner,
+    window: ReconWindow,
+    bin_u32: Vec<u32>,
+    bin_f32: Vec<f32>,
+    transposed: Vec<f32>,
+    pattern: PreparedPattern,
+}
+
+impl ReconConsumer {
+    /// Builds the stage for frames of `frame` geometry.
+    pub fn new(recon: Reconstructor, frame: FrameGeometry, window: ReconWindow) -> Result<Self> {
+        let m = window.m();
+        if recon.window() != m {
+            return Err(Error::param(
+                "--recon-window",
+                format!("window of {m} binned pixels, but the engine was built for {}", recon.window()),
+            ));
+        }
+        let w = Window { x0: window.x0, y0: window.y0, width: window.size, height: window.size };
+        let binner = Binner::with_window(frame, window.bin, w)
+            .map_err(|e| Error::core("--recon-window/--recon-bin", e))?;
+        Ok(ReconConsumer {
+            pattern: recon.new_pattern(),
+            recon,
+            binner,
+            window,
+            bin_u32: vec![0; m * m],
+            bin_f32: vec![0.0; m * m],
+            transposed: vec![0.0; m * m],
+        })
+    }
+
+    /// The engine (object, probe, losses).
+    pub fn reconstructor(&self) -> &Reconstructor {
+        &self.recon
+    }
+
+    /// The engine, mutably (for sweeps after the scan).
+    pub fn reconstructor_mut(&mut self) -> &mut Reconstructor {
+        &mut self.recon
+    }
+
+    /// The window in use.
+    pub fn window(&self) -> ReconWindow {
+        self.window
+    }
+
+    /// Hands the engine back.
+    pub fn into_reconstructor(self) -> Reconstructor {
+        self.recon
+    }
+
+    fn feed<T: Copy + Into<f64>>(&mut self, index: usize, binned: &[T]) -> Result<()> {
+        if self.window.transpose {
+            let m = self.window.m();
+            for (r, row) in binned.chunks_exact(m).enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    self.transposed[c * m + r] = Into::<f64>::into(v) as f32;
+                }
+            }
+            self.pattern.prepare(&self.transposed)?;
+        } else {
+            self.pattern.prepare(binned)?;
+        }
+        self.recon.update(index, &self.pattern)
+    }
+}
+
+impl OrderedConsumer for ReconConsumer {
+    fn consume(&mut self, index: usize, frame: Frame<'_>) -> Result<()> {
+        let err = |e| Error::core(format!("reconstruction window of frame {index}"), e);
+        match frame {
+            Frame::F32(f) => {
+                let mut buf = std::mem::take(&mut self.bin_f32);
+                let r = self.binner.bin(f, &mut buf).map_err(err).and_then(|()| self.feed(index, &buf));
+                self.bin_f32 = buf;
+                r
+            }
+            other => {
+                let mut buf = std::mem::take(&mut self.bin_u32);
+                let r = match other {
+                    Frame::U8(f) => self.binner.bin(f, &mut buf),
+                    Frame::U16(f) => self.binner.bin(f, &mut buf),
+                    Frame::U32(f) => self.binner.bin(f, &mut buf),
+                    Frame::F32(_) => unreachable!("handled above"),
+                }
+                .map_err(err)
+                .and_then(|()| self.feed(index, &buf));
+                self.bin_u32 = buf;
+                r
+            }
+        }
+    }
+}
+
+/// Where the probe comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeSource {
+    /// Computed from the optics.
+    Optics(crate::optics::ProbeParams),
+    /// Read from a complex64 `.npy` of shape `M × M` (centred, any normalisation).
+    File(std::path::PathBuf),
+}
+
+/// A reconstruction request: the physics and the algorithm, before the dump is known.
+#[derive(Debug, Clone)]
+pub struct ReconRequest {
+    /// The algorithm and its parameters.
+    pub method: crate::recon::Method,
+    /// The probe.
+    pub probe: ProbeSource,
+    /// Accelerating voltage in kV (sets λ, hence the pixel size).
+    pub kv: f64,
+    /// Scattering angle per unbinned detector pixel, mrad.
+    pub mrad_per_px: f64,
+    /// Scan step in Å (rows and columns).
+    pub step_angstrom: f64,
+    /// Scan rotation in degrees.
+    pub scan_rotation_deg: f64,
+    /// Window side in unbinned pixels (`None`: the whole frame, which must be square).
+    pub window: Option<usize>,
+    /// Bin factor of the window.
+    pub bin: usize,
+    /// Transpose each pattern (swap detector x and y).
+    pub transpose: bool,
+    /// Extra passes over the buffered patterns after the scan.
+    pub sweeps: usize,
+}
+
+impl ReconRequest {
+    /// Builds the stage for a dump of `frame` geometry and a `rows × cols` raster scan, with
+    /// the window centred on `centre` (the bright-field disc; `None`: the frame centre).
+    pub fn build(
+        &self,
+        frame: FrameGeometry,
+        scan: (usize, usize),
+        centre: Option<(f64, f64)>,
+    ) -> Result<ReconConsumer> {
+        use crate::optics::window_pixel_angstrom;
+        use crate::recon::{RasterScan, ReconSetup, ScanGeometry};
+
+        let size = match self.window {
+            Some(s) => s,
+            None if frame.width() == frame.height() => frame.width(),
+            None => {
+                return Err(Error::param(
+                    "--recon-window",
+                    format!(
+                        "the {}×{} frame is not square: give --recon-window N",
+                        frame.width(),
+                        frame.height()
+                    ),
+                ));
+            }
+        };
+        let centre = centre.unwrap_or(((frame.width() / 2) as f64, (frame.height() / 2) as f64));
+        let mut window = ReconWindow::centred(frame, size, self.bin, centre)?;
+        window.transpose = self.transpose;
+        let m = window.m();
+        let dx = window_pixel_angstrom(self.kv, m, self.mrad_per_px * self.bin as f64);
+        let probe = match &self.probe {
+            ProbeSource::Optics(p) => p.sample(m, dx)?,
+            ProbeSource::File(path) => {
+                let (shape, probe) = crate::output::read_npy::<num_complex::Complex32>(path)?;
+                if shape != [m, m] {
+                    return Err(Error::file(
+                        path,
+                        format!("probe of shape {shape:?}, expected [{m}, {m}] (the window)"),
+                    ));
+                }
+                probe
+            }
+        };
+        let raster = RasterScan {
+            step_angstrom: [self.step_angstrom; 2],
+            shape: [scan.0, scan.1],
+            rotation_deg: self.scan_rotation_deg,
+        };
+        let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
+        let recon = Reconstructor::new(ReconSetup::new(self.method, probe, m, geometry))?;
+        ReconConsumer::new(recon, frame, window)
+    }
+}
+
+/// Runs the revisit sweeps, writes `object.npy`, `probe.npy` and the phase/amplitude PNGs into
+/// `out`, and returns what the report should say about the reconstruction.
+pub fn finish(
+    consumer: &mut ReconConsumer,
+    request: &ReconRequest,
+    out: &std::path::Path,
+    progress: bool,
+    written: &mut Vec<String>,
+) -> Result<serde_json::Value> {
+    use crate::output::{write_npy, write_png};
+    use std::time::Instant;
+
+    let online_updates = consumer.reconstructor().updates_done();
+    let bar = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(request.sweeps as u64).with_message("sweeps")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let t = Instant::now();
+    for _ in 0..request.sweeps {
+        consumer.reconstructor_mut().sweep()?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let sweep_s = t.elapsed().as_secs_f64();
+    let window = consumer.window();
+    let recon = consumer.reconstructor();
+    let [rows, cols] = recon.object_shape();
+    let m = recon.window();
+    write_npy(&out.join("object.npy"), &[rows, cols], recon.object())?;
+    write_npy(&out.join("probe.npy"), &[m, m], recon.probe())?;
+    let phase: Vec<f32> = recon.object().iter().map(|z| z.arg()).collect();
+    let amplitude: Vec<f32> = recon.object().iter().map(|z| z.norm()).collect();
+    write_png(&out.join("object_phase.png"), cols, rows, &phase)?;
+    write_png(&out.join("object_amplitude.png"), cols, rows, &amplitude)?;
+    written.extend(["object.npy", "probe.npy", "object_phase.png", "object_amplitude.png"].map(String::from));
+    let sweep_updates = recon.updates_done() - online_updates;
+    Ok(serde_json::json!({
+        "method": recon.method().name(),
+        "parameters": recon.method(),
+        "kv": request.kv,
+        "mrad_per_px": request.mrad_per_px,
+        "step_angstrom": request.step_angstrom,
+        "scan_rotation_deg": request.scan_rotation_deg,
+        "window": window,
+        "window_px": m,
+        "object_shape": [rows, cols],
+        "updates_online": online_updates,
+        "updates_sweeps": sweep_updates,
+        "sweeps": request.sweeps,
+        "sweep_updates_per_s": if sweep_s > 0.0 { sweep_updates as f64 / sweep_s } else { 0.0 },
+        "skipped": recon.skipped(),
+        "loss_history": recon.history(),
+    }))
+}

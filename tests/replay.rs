@@ -1,0 +1,401 @@
+//! The replay pipeline as a library call (`ptyflow::pipeline::replay::replay`): its `.npy`
+//! outputs read by a real numpy client (issue 3 item 7), one worker against two giving the
+//! same bits, and the real Merlin 4 × 2 scan whose per-frame sums `reference.json` knows.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ptyflow::output::read_npy;
+use ptyflow::pipeline::RunOptions;
+use ptyflow::pipeline::detectors::VirtualSpec;
+use ptyflow::pipeline::replay::{ReplayConfig, ReplayOutcome, replay, scan_shaped};
+use ptyflow::source::OpenOptions;
+use serde_json::Value;
+
+const W: usize = 32;
+const H: usize = 32;
+/// The dump holds 42 frames; the tests replay them on a 7 × 7 scan with `allow_partial`, so
+/// the last 7 positions are NaN and NaN handling is part of what numpy sees.
+const FRAMES: usize = 42;
+
+/// splitmix64: seeded noise for the synthetic frames.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Writes `FRAMES` u16 frames (a bright disc at (15.4, 16.3), radius 7, on a noisy
+/// background) as a raw dump with its sidecar; returns the frames.
+fn write_dump(path: &Path, seed: u64) -> Vec<Vec<u16>> {
+    let mut rng = Rng(seed);
+    let frames: Vec<Vec<u16>> = (0..FRAMES)
+        .map(|f| {
+            (0..W * H)
+                .map(|i| {
+                    let (y, x) = ((i / W) as f64, (i % W) as f64);
+                    let d = (x - 15.4).hypot(y - 16.3);
+                    let base = if d <= 7.0 {
+                        150 + 9 * (f % 5) as u64
+                    } else {
+                        2
+                    };
+                    (base + rng.next() % (base / 4 + 3)) as u16
+                })
+                .collect()
+        })
+        .collect();
+    let bytes: Vec<u8> = frames
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(path, bytes).unwrap();
+    let mut sidecar = path.as_os_str().to_owned();
+    sidecar.push(".json");
+    std::fs::write(
+        sidecar,
+        format!(r#"{{"format": "raw", "width": {W}, "height": {H}, "dtype": "u16", "frames": {FRAMES}}}"#),
+    )
+    .unwrap();
+    frames
+}
+
+fn config(dump: &Path, out: &Path, threads: usize) -> ReplayConfig {
+    let virtual_detectors = ["bf", "dpc", "adf:9:14", "rings:4:9:14", "com"]
+        .iter()
+        .map(|s| s.parse::<VirtualSpec>().unwrap())
+        .collect();
+    ReplayConfig {
+        dump: dump.to_owned(),
+        open: OpenOptions::default(),
+        scan: Some((7, 7)),
+        serpentine: false,
+        allow_partial: true,
+        bin: 2,
+        crop: None,
+        virtual_detectors,
+        center: None,
+        bf_radius: None,
+        mrad_per_px: None,
+        run: RunOptions {
+            threads,
+            // Small batches, so that two workers both get frames.
+            batch_frames: 4,
+            ..RunOptions::default()
+        },
+        out: out.to_owned(),
+    }
+}
+
+/// What the Rust side says each `.npy` holds: name → (shape, values).
+fn expected_outputs(o: &ReplayOutcome) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let (rows, cols) = (o.scan.rows(), o.scan.cols());
+    let (h, w) = (o.plan.stage.height(), o.plan.stage.width());
+    let stats = o.reducer.pattern_stats().unwrap();
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let mut all = vec![
+        ("mean".to_string(), vec![h, w], f32s(&stats.mean)),
+        ("var".to_string(), vec![h, w], f32s(&stats.var)),
+        (
+            "dose".to_string(),
+            vec![rows, cols],
+            scan_shaped(&o.scan, &f32s(o.reducer.dose()), 1),
+        ),
+    ];
+    for slot in &o.plan.detectors {
+        let shaped = scan_shaped(&o.scan, &o.reducer.detector_values(slot), slot.len);
+        let name = format!("virtual_{}", slot.name);
+        if slot.name == "com" {
+            for (axis, c) in [("x", 0), ("y", 1)] {
+                let one = shaped.iter().skip(c).step_by(2).copied().collect();
+                all.push((format!("{name}_{axis}"), vec![rows, cols], one));
+            }
+        } else if slot.len == 1 {
+            all.push((name, vec![rows, cols], shaped));
+        } else {
+            let total = shaped
+                .chunks_exact(slot.len)
+                .map(|c| c.iter().sum())
+                .collect();
+            all.push((name.clone(), vec![rows, cols, slot.len], shaped));
+            all.push((format!("{name}_sum"), vec![rows, cols], total));
+        }
+    }
+    all
+}
+
+/// The Python interpreter for the numpy client: `$PTYFLOW_PYTHON` (set by `.ci/run` to a venv
+/// with numpy), else `python3`. `None`, with a message, when it has no numpy.
+fn python_with_numpy() -> Option<PathBuf> {
+    let python =
+        std::env::var_os("PTYFLOW_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let ok = Command::new(&python)
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "skipping: numpy not available to {} (set PTYFLOW_PYTHON to a python with numpy)",
+            python.display()
+        );
+        return None;
+    }
+    Some(python)
+}
+
+/// Loads every `.npy` in argv[1] with numpy; prints name → shape, dtype and a few values.
+/// Non-finite values are printed as strings ("nan"), which JSON has no numbers for.
+const NUMPY_CLIENT: &str = r#"
+import json, math, pathlib, sys
+import numpy as np
+
+def num(x):
+    x = float(x)
+    return x if math.isfinite(x) else repr(x)
+
+out = {}
+for p in sorted(pathlib.Path(sys.argv[1]).glob("*.npy")):
+    a = np.load(p, allow_pickle=False)
+    f = a.astype(np.float64)
+    out[p.stem] = {
+        "shape": list(a.shape),
+        "dtype": str(a.dtype),
+        "descr": a.dtype.str,
+        "fortran": bool(np.isfortran(a)) if a.ndim > 1 else False,
+        "sum": num(f.sum()),
+        "nansum": num(np.nansum(f)),
+        "nans": int(np.isnan(f).sum()),
+        "first": num(f.flat[0]),
+        "last": num(f.flat[-1]),
+    }
+print(json.dumps(out))
+"#;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * (1.0 + a.abs().max(b.abs()))
+}
+
+#[test]
+fn numpy_reads_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("scan.raw");
+    let frames = write_dump(&dump, 21);
+    let out = dir.path().join("out");
+    let outcome = replay(&config(&dump, &out, 2), None).unwrap();
+    let r = &outcome.report;
+    assert_eq!(r.counters.frames_read, FRAMES as u64);
+    assert_eq!(r.counters.frames_processed, FRAMES as u64);
+    assert_eq!(r.counters.frames_dropped, 0);
+    assert!(!r.counters.interrupted);
+    assert_eq!(outcome.reducer.frames_done(), FRAMES as u64);
+    // The dose the reducer holds is the frame sums, exactly.
+    let sums: Vec<f64> = frames
+        .iter()
+        .map(|f| f.iter().map(|&p| u64::from(p)).sum::<u64>() as f64)
+        .collect();
+    assert_eq!(&outcome.reducer.dose()[..FRAMES], &sums[..]);
+
+    let expected = expected_outputs(&outcome);
+    // Each expected output is on disk, listed in the report, and reads back in Rust.
+    for (name, shape, values) in &expected {
+        let file = format!("{name}.npy");
+        assert!(r.outputs.contains(&file), "{file} not in {:?}", r.outputs);
+        let (s, v) = read_npy::<f32>(&out.join(&file)).unwrap();
+        assert_eq!(&s, shape, "{name}");
+        assert_eq!(
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            values.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+
+    let Some(python) = python_with_numpy() else {
+        return;
+    };
+    let script = dir.path().join("client.py");
+    std::fs::write(&script, NUMPY_CLIENT).unwrap();
+    let run = Command::new(&python)
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "numpy client failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let seen = seen.as_object().unwrap();
+    let mut names: Vec<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let mut found: Vec<&str> = seen.keys().map(|k| k.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(found, names, "the .npy files numpy found");
+
+    let (rows, cols, h, w) = (7, 7, H / 2, W / 2);
+    for (name, shape, values) in &expected {
+        let s = &seen[name];
+        // The documented dtypes and shapes: float32 everywhere; mean/var (H/b, W/b), per-position
+        // maps (rows, cols), multi-channel detectors (rows, cols, n).
+        assert_eq!(s["dtype"], "float32", "{name}: {s}");
+        assert_eq!(s["descr"], "<f4", "{name}: {s}");
+        assert_eq!(s["fortran"], false, "{name}: {s}");
+        let want_shape: Vec<usize> = match name.as_str() {
+            "mean" | "var" => vec![h, w],
+            "virtual_dpc" => vec![rows, cols, 4],
+            "virtual_rings" => vec![rows, cols, 4],
+            _ => vec![rows, cols],
+        };
+        assert_eq!(shape, &want_shape, "{name}");
+        let numpy_shape: Vec<usize> = s["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(numpy_shape, want_shape, "{name}");
+
+        let nans = values.iter().filter(|v| v.is_nan()).count();
+        assert_eq!(s["nans"], nans, "{name}");
+        let nansum: f64 = values
+            .iter()
+            .filter(|v| !v.is_nan())
+            .map(|&v| f64::from(v))
+            .sum();
+        let got = s["nansum"].as_f64().unwrap();
+        assert!(
+            close(got, nansum),
+            "{name}: numpy nansum {got}, Rust {nansum}"
+        );
+        if nans == 0 {
+            let got = s["sum"].as_f64().unwrap();
+            assert!(close(got, nansum), "{name}: numpy sum {got}, Rust {nansum}");
+        } else {
+            assert_eq!(s["sum"], "nan", "{name}");
+        }
+        for (key, v) in [("first", values[0]), ("last", values[values.len() - 1])] {
+            if v.is_nan() {
+                assert_eq!(s[key], "nan", "{name} {key}");
+            } else {
+                assert_eq!(s[key].as_f64().map(|x| x as f32), Some(v), "{name} {key}");
+            }
+        }
+    }
+    // The per-position maps: 42 frames on 49 positions leave 7 NaN, and numpy's dose total
+    // is the total count of the dump.
+    assert_eq!(seen["dose"]["nans"], 7);
+    let total: f64 = sums.iter().sum();
+    assert!(close(seen["dose"]["nansum"].as_f64().unwrap(), total));
+    assert_eq!(seen["mean"]["nans"], 0);
+}
+
+#[test]
+fn one_worker_and_two_give_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("scan.raw");
+    write_dump(&dump, 5);
+    let (out1, out2) = (dir.path().join("one"), dir.path().join("two"));
+    let one = replay(&config(&dump, &out1, 1), None).unwrap();
+    let two = replay(&config(&dump, &out2, 2), None).unwrap();
+    assert_eq!(one.report.parameters["threads"], 1);
+    assert_eq!(two.report.parameters["threads"], 2);
+    assert_eq!(one.reducer.frames_done(), two.reducer.frames_done());
+    let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits64(one.reducer.dose()), bits64(two.reducer.dose()));
+    assert_eq!(bits32(one.reducer.coeffs()), bits32(two.reducer.coeffs()));
+    let (s1, s2) = (
+        one.reducer.pattern_stats().unwrap(),
+        two.reducer.pattern_stats().unwrap(),
+    );
+    assert_eq!(bits64(&s1.mean), bits64(&s2.mean));
+    assert_eq!(bits64(&s1.var), bits64(&s2.var));
+    assert_eq!(s1.range, s2.range);
+    assert_eq!(one.plan.detectors, two.plan.detectors);
+    for slot in &one.plan.detectors {
+        assert_eq!(
+            bits32(&one.reducer.detector_values(slot)),
+            bits32(&two.reducer.detector_values(slot)),
+            "{}",
+            slot.name
+        );
+    }
+    // And so the files: every .npy is byte for byte the same.
+    assert_eq!(one.report.outputs, two.report.outputs);
+    for name in one.report.outputs.iter().filter(|n| n.ends_with(".npy")) {
+        let a = std::fs::read(out1.join(name)).unwrap();
+        let b = std::fs::read(out2.join(name)).unwrap();
+        assert!(a == b, "{name} differs between 1 and 2 threads");
+    }
+}
+
+/// The real 256 × 256 6-bit Merlin file of a 4 × 2 scan: the dose map is the per-frame sums
+/// rosettasciio reports, in raster order.
+#[test]
+fn real_merlin_4x2_dose_is_the_reference_sums() {
+    let Some(realdata) = ptyflow_suite::realdata_dir() else {
+        return;
+    };
+    let merlin = realdata.join("merlin");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(merlin.join("reference.json")).unwrap())
+            .unwrap();
+    let key = "Merlin_navigation4x2_ROI/001_4x2_6bit.mib";
+    let want: Vec<u64> = reference[key]["per_frame_sums"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} not in reference.json"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(want.len(), 8);
+    let tmp = tempfile::tempdir().unwrap();
+    crate::realdata::extract(&merlin, tmp.path());
+    let dump = tmp.path().join(key);
+    let out = tmp.path().join("out");
+    let config = ReplayConfig {
+        dump: dump.clone(),
+        open: OpenOptions::default(),
+        scan: Some((4, 2)),
+        serpentine: false,
+        allow_partial: false,
+        bin: 1,
+        crop: None,
+        virtual_detectors: Vec::new(),
+        center: None,
+        bf_radius: None,
+        mrad_per_px: None,
+        run: RunOptions {
+            threads: 2,
+            ..RunOptions::default()
+        },
+        out: out.clone(),
+    };
+    let outcome = replay(&config, None).unwrap();
+    assert_eq!(outcome.report.counters.frames_processed, 8);
+    assert_eq!(outcome.report.dump.width, 256);
+    assert_eq!(outcome.report.dump.height, 256);
+    let dose: Vec<u64> = outcome.reducer.dose().iter().map(|&v| v as u64).collect();
+    assert_eq!(dose, want);
+    let (shape, map) = read_npy::<f32>(&out.join("dose.npy")).unwrap();
+    assert_eq!(shape, [4, 2]);
+    for row in 0..4 {
+        for col in 0..2 {
+            assert_eq!(
+                map[row * 2 + col],
+                want[row * 2 + col] as f32,
+                "scan position ({row}, {col})"
+            );
+        }
+    }
+    let (shape, _) = read_npy::<f32>(&out.join("mean.npy")).unwrap();
+    assert_eq!(shape, [256, 256]);
+}
