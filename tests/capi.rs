@@ -4,8 +4,8 @@
 //! the same dump. It also runs under valgrind when valgrind is installed. And the committed
 //! header `include/ptyflow.h` must be what cbindgen makes of `host/src/capi.rs` today.
 //!
-//! The dump is synthetic (written here, deterministic): a bright disc that wanders a little from
-//! frame to frame over a faint, noisy background, u16, on a serpentine scan.
+//! The dump is the bundled fixture `fixtures/mos2-defocus` (96 × 96 u16, 10 × 10 raster scan,
+//! bright-field disc of radius 30 px centred on (48, 48)).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,16 +17,41 @@ use ptyflow::pipeline::replay::{ReplayConfig, replay};
 use ptyflow::pipeline::run::RunOptions;
 use ptyflow::source::OpenOptions;
 
-/// Frame and scan of the synthetic dump (the C program gets them on its command line).
-const WIDTH: usize = 24;
-const HEIGHT: usize = 24;
-const ROWS: usize = 9;
-const COLS: usize = 8;
 /// The reduction the C program configures (DETECTORS, CENTER_*, BF_RADIUS, BIN in the C file).
-const REPLAY_DETECTORS: [&str; 5] = ["bf", "adf:6:11", "rings:3:6:11", "dpc", "com"];
-const REPLAY_CENTER: (f64, f64) = (11.5, 11.0);
-const REPLAY_BF_RADIUS: f64 = 5.0;
+const REPLAY_DETECTORS: [&str; 5] = ["bf", "adf:32:46", "rings:3:32:46", "dpc", "com"];
+const REPLAY_CENTER: (f64, f64) = (48.0, 48.0);
+const REPLAY_BF_RADIUS: f64 = 30.0;
 const REPLAY_BIN: usize = 2;
+
+/// The fixture's frame and scan, from its sidecar (the C program gets them on its command line).
+struct Fixture {
+    dump: PathBuf,
+    width: usize,
+    height: usize,
+    rows: usize,
+    cols: usize,
+}
+
+fn fixture() -> Fixture {
+    let dump = root()
+        .join("fixtures")
+        .join("mos2-defocus")
+        .join("scan.raw");
+    let sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dump.with_extension("raw.json")).expect("the fixture's sidecar"),
+    )
+    .unwrap();
+    assert_eq!(sidecar["dtype"], "u16", "the C client reads u16 frames");
+    assert_eq!(sidecar["header_bytes"].as_u64().unwrap_or(0), 0);
+    let n = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+    Fixture {
+        width: n(&sidecar["width"]),
+        height: n(&sidecar["height"]),
+        rows: n(&sidecar["scan"][0]),
+        cols: n(&sidecar["scan"][1]),
+        dump,
+    }
+}
 
 fn root() -> PathBuf {
     ptyflow_suite::workspace_root()
@@ -77,51 +102,13 @@ fn header_is_up_to_date() {
     );
 }
 
-/// Writes the synthetic dump and its sidecar into `dir`; returns the dump's path.
-fn write_dump(dir: &Path) -> PathBuf {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        // xorshift64*: deterministic noise without a dependency.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as u32
-    };
-    let frames = ROWS * COLS;
-    let mut bytes = Vec::with_capacity(frames * WIDTH * HEIGHT * 2);
-    for i in 0..frames {
-        let (dx, dy) = ((i % 5) as f64 * 0.4 - 0.8, (i % 7) as f64 * 0.3 - 0.9);
-        let (cx, cy) = (REPLAY_CENTER.0 + dx, REPLAY_CENTER.1 + dy);
-        for y in 0..HEIGHT {
-            for x in 0..WIDTH {
-                let r = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
-                let base = if r <= REPLAY_BF_RADIUS {
-                    900 + 40 * (i as u32 % 9)
-                } else {
-                    (60.0 / (1.0 + r)) as u32
-                };
-                let v = (base + next() % 23) as u16;
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-    }
-    let dump = dir.join("scan.raw");
-    std::fs::write(&dump, &bytes).unwrap();
-    let sidecar = serde_json::json!({
-        "format": "raw", "width": WIDTH, "height": HEIGHT, "dtype": "u16",
-        "byte_order": "little", "frames": frames, "scan": [ROWS, COLS],
-    });
-    std::fs::write(dir.join("scan.raw.json"), sidecar.to_string()).unwrap();
-    dump
-}
-
 /// `ptyflow replay` on the dump with the C program's reduction; returns its output folder.
-fn replay_into(dump: &Path, out: &Path) -> PathBuf {
+fn replay_into(fx: &Fixture, out: &Path) -> PathBuf {
     let config = ReplayConfig {
-        dump: dump.to_path_buf(),
+        dump: fx.dump.clone(),
         open: OpenOptions::default(),
         scan: None,
-        serpentine: true,
+        serpentine: false,
         allow_partial: false,
         bin: REPLAY_BIN,
         crop: None,
@@ -141,7 +128,7 @@ fn replay_into(dump: &Path, out: &Path) -> PathBuf {
     let outcome = replay(&config, None).expect("replay");
     assert_eq!(
         outcome.report.counters.frames_processed,
-        (ROWS * COLS) as u64
+        (fx.rows * fx.cols) as u64
     );
     out.to_path_buf()
 }
@@ -230,7 +217,7 @@ fn compile(exe: &Path, link: &[String]) {
 fn run_client(
     exe: &Path,
     wrapper: &[&str],
-    dump: &Path,
+    fx: &Fixture,
     out: &Path,
     env: Option<(&str, &Path)>,
 ) -> PathBuf {
@@ -243,8 +230,8 @@ fn run_client(
             c
         }
     };
-    cmd.arg(dump)
-        .args([WIDTH, HEIGHT, ROWS * COLS, ROWS, COLS].map(|v| v.to_string()))
+    cmd.arg(&fx.dump)
+        .args([fx.width, fx.height, fx.rows * fx.cols, fx.rows, fx.cols].map(|v| v.to_string()))
         .arg(out);
     if let Some((key, value)) = env {
         cmd.env(key, value);
@@ -329,15 +316,15 @@ fn issue_7_c_client_matches_replay() {
     );
     eprintln!("linking {}", staticlib.display());
     let tmp = tempfile::tempdir().unwrap();
-    let dump = write_dump(tmp.path());
-    let replayed = replay_into(&dump, &tmp.path().join("replay"));
+    let fx = fixture();
+    let replayed = replay_into(&fx, &tmp.path().join("replay"));
 
     let exe = tmp.path().join("capi_client_static");
     let system_libs = ["-lpthread", "-ldl", "-lm"].map(String::from);
     let mut link = vec![staticlib.display().to_string()];
     link.extend(system_libs.iter().cloned());
     compile(&exe, &link);
-    let out = run_client(&exe, &[], &dump, &tmp.path().join("c_static"), None);
+    let out = run_client(&exe, &[], &fx, &tmp.path().join("c_static"), None);
     assert_same_as_replay(&out, &replayed);
 
     // The shared library, linked as a user would (-L… -lptyflow) and found at run time via
@@ -355,7 +342,7 @@ fn issue_7_c_client_matches_replay() {
             let out = run_client(
                 &exe,
                 &[],
-                &dump,
+                &fx,
                 &tmp.path().join("c_dynamic"),
                 Some(("LD_LIBRARY_PATH", &libdir)),
             );
@@ -373,7 +360,7 @@ fn issue_7_c_client_matches_replay() {
                 "--leak-check=full",
                 "--errors-for-leak-kinds=definite,indirect",
             ],
-            &dump,
+            &fx,
             &tmp.path().join("c_valgrind"),
             None,
         );

@@ -730,7 +730,7 @@ fn collect_results(
     for slot in &plan.detectors {
         let shaped = scan_shaped(scan, &reducer.detector_values(slot), slot.len);
         let name = format!("virtual_{}", slot.name);
-        if slot.name == "com" {
+        if slot.kind == "com" {
             for (axis, c) in ["x", "y"].iter().zip(0..) {
                 let one = shaped.iter().skip(c).step_by(2).copied().collect();
                 add(format!("{name}_{axis}"), vec![rows, cols], one);

@@ -1,5 +1,5 @@
 /*
- * A detector readout program in miniature: reads a raw u16 dump, pushes every frame through
+ * A detector readout program in miniature: reads a raw u16 dump (the bundled fixture), pushes every frame through
  * ptyflow's C API, finishes and writes every result as raw float32 (tests/capi.rs compares
  * them with `ptyflow replay` on the same dump). On the way it checks the error paths the
  * header promises. Exit status 0 = every check passed.
@@ -20,10 +20,10 @@
 
 #include "ptyflow.h"
 
-#define DETECTORS "bf, adf:6:11, rings:3:6:11, dpc, com"
-#define CENTER_X 11.5
-#define CENTER_Y 11.0
-#define BF_RADIUS 5.0
+#define DETECTORS "bf, adf:32:46, rings:3:32:46, dpc, com"
+#define CENTER_X 48.0
+#define CENTER_Y 48.0
+#define BF_RADIUS 30.0
 #define BIN 2
 
 static const char *last_error(void) {
@@ -89,7 +89,7 @@ static void config_for(PtyflowConfig *cfg, size_t w, size_t h, size_t rows, size
     cfg->bin = BIN;
     cfg->scan_rows = rows;
     cfg->scan_cols = cols;
-    cfg->serpentine = 1;
+    cfg->serpentine = 0;
     cfg->virtual_detectors = DETECTORS;
     cfg->has_disc = 1;
     cfg->center_x = CENTER_X;
@@ -123,7 +123,7 @@ static void check_error_paths(size_t w, size_t h, size_t rows, size_t cols) {
     EXPECT(ptyflow_create(&cfg, &p), PTYFLOW_ERR_CONFIG);
     EXPECT_MESSAGE("haadf");
     cfg.virtual_detectors = DETECTORS;
-    cfg.bin = 5; /* 24 is not a multiple of 5 */
+    cfg.bin = 5; /* the fixture's 96 is not a multiple of 5 */
     EXPECT(ptyflow_create(&cfg, &p), PTYFLOW_ERR_CONFIG);
     cfg.bin = BIN;
 
@@ -238,8 +238,8 @@ int main(int argc, char **argv) {
     char json[1024];
     snprintf(json, sizeof json,
              "{\"width\": %zu, \"height\": %zu, \"pixel\": \"u16\", \"bin\": %d, "
-             "\"scan\": [%zu, %zu], \"serpentine\": true, "
-             "\"virtual\": [\"bf\", \"adf:6:11\", \"rings:3:6:11\", \"dpc\", \"com\"], "
+             "\"scan\": [%zu, %zu], \"serpentine\": false, "
+             "\"virtual\": [\"bf\", \"adf:32:46\", \"rings:3:32:46\", \"dpc\", \"com\"], "
              "\"center\": [%g, %g], \"bf_radius\": %g, "
              "\"threads\": 1, \"batch_frames\": 1, \"queue_batches\": 1, \"blocking\": false}",
              w, h, BIN, rows, cols, CENTER_X, CENTER_Y, BF_RADIUS);
