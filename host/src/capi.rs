@@ -1337,11 +1337,9 @@ mod tests {
         assert_eq!(full, 6);
         // Room for 3 bytes: "ab" and the NUL, not half of '×'.
         assert_eq!(buf[..3], [b'a' as c_char, b'b' as c_char, 0]);
-        // SAFETY: a size query writes nothing.
-        assert_eq!(
-            unsafe { ptyflow_last_error_message(std::ptr::null_mut(), 0) },
-            6
-        );
+        // SAFETY: a size query (NULL, 0) writes nothing.
+        let needed = unsafe { ptyflow_last_error_message(std::ptr::null_mut(), 0) };
+        assert_eq!(needed, 6);
     }
 
     fn create_json(json: &str) -> (c_int, *mut PtyflowPipeline) {
