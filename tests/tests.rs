@@ -1,5 +1,6 @@
 //! End-to-end tests of the ptyflow workspace, one binary split into modules (one per area).
 //! CLI-as-a-process tests live in `host/tests/cli.rs`, where cargo provides the binary's path.
 
+mod capi;
 mod realdata;
 mod replay;

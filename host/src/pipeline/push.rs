@@ -89,6 +89,25 @@ pub struct PushCounters {
     pub consumed: u64,
 }
 
+/// Reads a push pipeline's counters from any thread, without touching the pipeline itself:
+/// a clone of the atomics it updates. Stays valid after the pipeline is finished or dropped
+/// (it then shows the final counts). Used by the C API so a monitoring thread never waits on
+/// the lock of a thread that is pushing.
+#[derive(Debug, Clone)]
+pub struct CounterReader(Arc<Live>);
+
+impl CounterReader {
+    /// Counters so far.
+    pub fn get(&self) -> PushCounters {
+        PushCounters {
+            pushed: self.0.pushed.load(Ordering::Relaxed),
+            rejected: self.0.rejected.load(Ordering::Relaxed),
+            processed: self.0.processed.load(Ordering::Relaxed),
+            consumed: self.0.consumed.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What a finished push pipeline hands back.
 #[derive(Debug)]
 pub struct PushOutcome<C> {
@@ -308,12 +327,12 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
 
     /// Counters so far (safe to call while pushing).
     pub fn counters(&self) -> PushCounters {
-        PushCounters {
-            pushed: self.live.pushed.load(Ordering::Relaxed),
-            rejected: self.live.rejected.load(Ordering::Relaxed),
-            processed: self.live.processed.load(Ordering::Relaxed),
-            consumed: self.live.consumed.load(Ordering::Relaxed),
-        }
+        self.counter_reader().get()
+    }
+
+    /// A handle that reads the counters from another thread (see [`CounterReader`]).
+    pub fn counter_reader(&self) -> CounterReader {
+        CounterReader(Arc::clone(&self.live))
     }
 
     /// Sends the last partial batch, waits for every stage and merges the workers' results.
