@@ -151,7 +151,8 @@
 typedef struct PtyflowPipeline PtyflowPipeline;
 
 // The online reconstruction and its optics. Initialise with ptyflow_recon_config_init.
-// Not available in this build yet: ptyflow_create refuses it with PTYFLOW_ERR_UNSUPPORTED.
+// Runs ePIE or Wirtinger flow (Poisson loss) on every pushed frame, in push order; the
+// window is the whole (square) frame, or `window` binned pixels centred on the disc.
 typedef struct PtyflowReconConfig {
   // PTYFLOW_RECON_EPIE (default) or PTYFLOW_RECON_WF.
   uint32_t method;
@@ -268,7 +269,7 @@ int ptyflow_recon_config_init(struct PtyflowReconConfig *recon);
 
 // Creates a pipeline from `config` and starts its worker threads. On success `*out` is the
 // new handle (free it with ptyflow_free); on failure `*out` is NULL and the status says why
-// (PTYFLOW_ERR_CONFIG, PTYFLOW_ERR_UNSUPPORTED when `recon` is set in this build).
+// (PTYFLOW_ERR_CONFIG).
 //
 // # Safety
 // `config` is NULL or points to a valid `PtyflowConfig` whose string and `recon` pointers are

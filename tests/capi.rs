@@ -130,6 +130,25 @@ fn replay_into(fx: &Fixture, out: &Path) -> PathBuf {
         outcome.report.counters.frames_processed,
         (fx.rows * fx.cols) as u64
     );
+    // The reconstruction the C program runs in pipeline B (ePIE, the fixture's optics from its
+    // sidecar, whole frame, no sweeps), through the CLI: object.npy and probe.npy.
+    let recon_out = out.join("recon");
+    let dump = fx.dump.display().to_string();
+    let code = ptyflow::cli::main_with_args([
+        "ptyflow",
+        "replay",
+        &dump,
+        "--recon",
+        "epie",
+        "-q",
+        "--out",
+        &recon_out.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "replay --recon epie");
+    for name in ["object.npy", "probe.npy"] {
+        std::fs::copy(recon_out.join(name), out.join(name)).unwrap();
+    }
+    std::fs::remove_dir_all(&recon_out).unwrap();
     out.to_path_buf()
 }
 
@@ -286,8 +305,17 @@ fn assert_same_as_replay(client: &Path, replayed: &Path) {
     let names: Vec<String> = results.keys().cloned().collect();
     assert_eq!(names, npys, "C results vs replay's .npy files");
     for name in &npys {
-        let (shape, data): (Vec<usize>, Vec<f32>) =
-            ptyflow::output::read_npy(&replayed.join(format!("{name}.npy"))).unwrap();
+        let path = replayed.join(format!("{name}.npy"));
+        // Complex arrays (object, probe) come to C as interleaved (re, im) pairs.
+        let (shape, data): (Vec<usize>, Vec<f32>) = match ptyflow::output::read_npy::<f32>(&path) {
+            Ok(real) => real,
+            Err(_) => {
+                let (mut shape, z) =
+                    ptyflow::output::read_npy::<num_complex::Complex32>(&path).unwrap();
+                shape.push(2);
+                (shape, z.iter().flat_map(|v| [v.re, v.im]).collect())
+            }
+        };
         let (c_shape, c_data) = &results[name];
         assert_eq!(&shape, c_shape, "{name}: shape");
         for (k, (a, b)) in data.iter().zip(c_data).enumerate() {

@@ -24,10 +24,12 @@
 //! `ptyflow_free` must not race with any other call on the same handle.
 //!
 //! # Reconstruction
-//! The configuration has an optional `recon` part (optics, method, scan step); the results
-//! `object` and `probe` are reserved for it. Until the in-order reconstruction consumer exists,
-//! a configuration with `recon` is refused with `PTYFLOW_ERR_UNSUPPORTED`; the one place to wire
-//! it in is `recon_consumer` below.
+//! The configuration has an optional `recon` part (method, optics, scan step, and in JSON the
+//! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`, `wf_step`,
+//! `epsilon`, `truncation`, `tikhonov`, `scan_rotation_deg`). The reconstruction then runs on
+//! its own thread beside the reduction, one update per pushed frame in push order; its sweeps
+//! run in `ptyflow_finish`, and its results are `object` (`[rows, cols, 2]`) and `probe`
+//! (`[M, M, 2]`), complex values as (re, im) float pairs.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -153,7 +155,8 @@ pub struct PtyflowConfig {
 }
 
 /// The online reconstruction and its optics. Initialise with ptyflow_recon_config_init.
-/// Not available in this build yet: ptyflow_create refuses it with PTYFLOW_ERR_UNSUPPORTED.
+/// Runs ePIE or Wirtinger flow (Poisson loss) on every pushed frame, in push order; the
+/// window is the whole (square) frame, or `window` binned pixels centred on the disc.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PtyflowReconConfig {
@@ -621,7 +624,7 @@ impl Config {
             None => None,
             Some(recon) => {
                 recon.validate(mrad)?;
-                Some(recon_consumer(recon, &plan, &scan)?)
+                Some(recon_consumer(recon, mrad, &plan, &scan)?)
             }
         };
         let defaults = PushOptions::default();
@@ -667,27 +670,139 @@ impl OrderedConsumer for CapiConsumer {
     }
 }
 
-/// THE HOOK for the online reconstruction: builds the in-order consumer from the validated
-/// `recon` configuration (`recon.optics()`, method, `scan_step_angstrom`, `window`, the
-/// detector sampling, extra `options`), the plan (frame and stage geometry, bin, disc) and the
-/// scan. To wire the reconstruction in:
-/// 1. `impl ResultConsumer for ReconConsumer` (its results named "object" and "probe", complex
-///    values as interleaved f32 pairs with a trailing dimension of 2);
-/// 2. here, `return Ok(CapiConsumer(Box::new(ReconConsumer::new(...)?)))`.
+/// Algorithm options of the `recon` object beyond method and optics (the same names and
+/// defaults as `ptyflow replay`'s flags).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconOptions {
+    #[serde(default)]
+    sweeps: usize,
+    #[serde(default = "one")]
+    bin: usize,
+    #[serde(default = "poisson")]
+    loss: String,
+    #[serde(default = "one_f32")]
+    alpha_step: f32,
+    #[serde(default = "half")]
+    beta_step: f32,
+    #[serde(default)]
+    wf_step: Option<f32>,
+    #[serde(default = "epsilon")]
+    epsilon: f32,
+    #[serde(default)]
+    truncation: Option<f32>,
+    #[serde(default)]
+    tikhonov: f32,
+    #[serde(default)]
+    scan_rotation_deg: f64,
+}
+fn one_f32() -> f32 {
+    1.0
+}
+fn half() -> f32 {
+    0.5
+}
+fn epsilon() -> f32 {
+    1e-4
+}
+fn poisson() -> String {
+    "poisson".into()
+}
+
+/// Builds the in-order reconstruction stage from the validated `recon` configuration, the
+/// pipeline's detector sampling, the plan (frame geometry, disc) and the scan. The window
+/// (`recon.window` = M binned pixels, 0 = the whole square frame) is centred on the disc.
 fn recon_consumer(
     recon: &ReconConfig,
+    pipeline_mrad_per_px: Option<f64>,
     plan: &Arc<ReducePlan>,
     scan: &Scan,
 ) -> CResult<CapiConsumer> {
-    let _ = (plan, scan, recon.window, &recon.options);
-    Err(CapiError::new(
-        PTYFLOW_ERR_UNSUPPORTED,
-        format!(
-            "reconstruction is not available in this build of ptyflow (recon.method `{}`): \
-             remove `recon` to run the reduction alone",
-            recon.method
-        ),
-    ))
+    use crate::pipeline::recon::{ProbeSource, ReconRequest};
+    use crate::recon::{EpieParams, Loss, Method, ProbeUpdate, WfParams};
+
+    let options: ReconOptions =
+        serde_json::from_value(serde_json::Value::Object(recon.options.clone()))
+            .map_err(|e| CapiError::config(format!("recon: {e}")))?;
+    let method = match recon.method.as_str() {
+        "epie" => Method::Epie(EpieParams {
+            alpha: options.alpha_step,
+            beta: options.beta_step,
+            probe_update: ProbeUpdate::AfterFirstPass,
+        }),
+        _ => {
+            let mut p = WfParams::new(Loss::from_name(&options.loss).map_err(CapiError::config)?);
+            if let Some(mu) = options.wf_step {
+                p.step = mu;
+            }
+            p.epsilon = options.epsilon;
+            p.truncation = options.truncation;
+            p.tikhonov = options.tikhonov;
+            Method::Wf(p)
+        }
+    };
+    method.validate().map_err(CapiError::config)?;
+    let request = ReconRequest {
+        method,
+        probe: ProbeSource::Optics(recon.optics()),
+        kv: recon.kv,
+        // validate() made sure one of the two is set and positive.
+        mrad_per_px: recon
+            .mrad_per_px
+            .or(pipeline_mrad_per_px)
+            .unwrap_or(f64::NAN),
+        step_angstrom: recon.scan_step_angstrom,
+        scan_rotation_deg: options.scan_rotation_deg,
+        window: (recon.window > 0).then_some(recon.window * options.bin),
+        bin: options.bin,
+        transpose: false,
+        sweeps: options.sweeps,
+    };
+    let centre = plan.disc.map(|d| (d.cx, d.cy));
+    let consumer = request
+        .build(plan.frame, (scan.rows(), scan.cols()), centre)
+        .map_err(CapiError::config)?;
+    Ok(CapiConsumer(Box::new(ReconStage {
+        consumer,
+        sweeps: options.sweeps,
+    })))
+}
+
+/// The reconstruction stage and the sweeps to run when the scan is finished.
+struct ReconStage {
+    consumer: crate::pipeline::recon::ReconConsumer,
+    sweeps: usize,
+}
+
+impl OrderedConsumer for ReconStage {
+    fn consume(&mut self, index: usize, frame: Frame<'_>) -> crate::Result<()> {
+        self.consumer.consume(index, frame)
+    }
+}
+
+impl ResultConsumer for ReconStage {
+    fn into_results(self: Box<Self>) -> crate::Result<Vec<NamedArray>> {
+        let mut recon = self.consumer.into_reconstructor();
+        for _ in 0..self.sweeps {
+            recon.sweep()?;
+        }
+        let interleave =
+            |z: &[num_complex::Complex32]| z.iter().flat_map(|v| [v.re, v.im]).collect();
+        let [rows, cols] = recon.object_shape();
+        let m = recon.window();
+        Ok(vec![
+            NamedArray {
+                name: "object".into(),
+                shape: vec![rows, cols, 2],
+                data: interleave(recon.object()),
+            },
+            NamedArray {
+                name: "probe".into(),
+                shape: vec![m, m, 2],
+                data: interleave(recon.probe()),
+            },
+        ])
+    }
 }
 
 /// The results of a finished run, in the layout of `ptyflow replay`'s `.npy` outputs: per-frame
@@ -838,7 +953,7 @@ fn store(out: *mut *mut PtyflowPipeline, made: CResult<PtyflowPipeline>) -> CRes
 
 /// Creates a pipeline from `config` and starts its worker threads. On success `*out` is the
 /// new handle (free it with ptyflow_free); on failure `*out` is NULL and the status says why
-/// (PTYFLOW_ERR_CONFIG, PTYFLOW_ERR_UNSUPPORTED when `recon` is set in this build).
+/// (PTYFLOW_ERR_CONFIG).
 ///
 /// # Safety
 /// `config` is NULL or points to a valid `PtyflowConfig` whose string and `recon` pointers are
@@ -1351,13 +1466,18 @@ mod tests {
     }
 
     #[test]
-    fn recon_is_validated_then_refused_as_unsupported() {
+    fn recon_is_validated() {
         let base = r#""width": 8, "height": 8, "pixel": "u16", "scan": [2, 2]"#;
         let recon = r#""recon": {"kv": 80, "alpha_mrad": 25, "mrad_per_px": 1.5, "scan_step_angstrom": 0.4, "alpha": 0.5}"#;
         let (code, p) = create_json(&format!("{{{base}, {recon}}}"));
-        assert_eq!(code, PTYFLOW_ERR_UNSUPPORTED, "{}", last());
+        assert_eq!(code, PTYFLOW_ERR_CONFIG, "{}", last());
         assert!(p.is_null());
-        assert!(last().contains("reconstruction is not available"));
+        assert!(last().contains("alpha"), "unknown option named: {}", last());
+        // 8 px at 1.5 mrad/px reach ±6 mrad: a 25 mrad aperture does not fit the window.
+        let recon = r#""recon": {"kv": 80, "alpha_mrad": 25, "mrad_per_px": 1.5, "scan_step_angstrom": 0.4}"#;
+        let (code, _) = create_json(&format!("{{{base}, {recon}}}"));
+        assert_eq!(code, PTYFLOW_ERR_CONFIG, "{}", last());
+        assert!(last().contains("Nyquist"), "{}", last());
         let (code, _) = create_json(&format!(
             r#"{{{base}, "recon": {{"kv": 80, "alpha_mrad": 25, "scan_step_angstrom": 0.4}}}}"#
         ));

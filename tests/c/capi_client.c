@@ -127,18 +127,19 @@ static void check_error_paths(size_t w, size_t h, size_t rows, size_t cols) {
     EXPECT(ptyflow_create(&cfg, &p), PTYFLOW_ERR_CONFIG);
     cfg.bin = BIN;
 
-    /* The reconstruction is reserved but not in this build. */
+    /* Reconstruction settings are checked at create: an aperture beyond the window's
+       Nyquist angle (25 mrad on a 96-px window at 0.25 mrad/px reaches only 12 mrad). */
     PtyflowReconConfig recon;
     EXPECT(ptyflow_recon_config_init(&recon), PTYFLOW_OK);
     recon.kv = 80;
     recon.alpha_mrad = 25;
-    recon.mrad_per_px = 1.5;
+    recon.mrad_per_px = 0.25;
     recon.scan_step_angstrom = 0.4;
     cfg.recon = &recon;
-    EXPECT(ptyflow_create(&cfg, &p), PTYFLOW_ERR_UNSUPPORTED);
-    EXPECT_MESSAGE("reconstruction is not available");
+    EXPECT(ptyflow_create(&cfg, &p), PTYFLOW_ERR_CONFIG);
+    EXPECT_MESSAGE("Nyquist");
     CHECK(p == NULL, "*out must be NULL after a failed create");
-    recon.kv = -1; /* invalid optics are a configuration error first */
+    recon.kv = -1; /* invalid optics are a configuration error */
     EXPECT(ptyflow_create(&cfg, &p), PTYFLOW_ERR_CONFIG);
     cfg.recon = NULL;
 
@@ -151,9 +152,9 @@ static void check_error_paths(size_t w, size_t h, size_t rows, size_t cols) {
     EXPECT(ptyflow_create_json("{\"width\": 24, \"height\": 24, \"pixel\": \"u16\", "
                                "\"scan\": [2, 2], \"recon\": {\"method\": \"epie\", "
                                "\"kv\": 80, \"alpha_mrad\": 25, \"mrad_per_px\": 1.5, "
-                               "\"scan_step_angstrom\": 0.4}}", &p),
-           PTYFLOW_ERR_UNSUPPORTED);
-    EXPECT_MESSAGE("reconstruction is not available");
+                               "\"scan_step_angstrom\": 0.4, \"speed\": 3}}", &p),
+           PTYFLOW_ERR_CONFIG);
+    EXPECT_MESSAGE("speed");
 
     /* last error: size query and truncation. */
     size_t full = ptyflow_last_error_message(NULL, 0);
@@ -241,7 +242,9 @@ int main(int argc, char **argv) {
              "\"scan\": [%zu, %zu], \"serpentine\": false, "
              "\"virtual\": [\"bf\", \"adf:32:46\", \"rings:3:32:46\", \"dpc\", \"com\"], "
              "\"center\": [%g, %g], \"bf_radius\": %g, "
-             "\"threads\": 1, \"batch_frames\": 1, \"queue_batches\": 1, \"blocking\": false}",
+             "\"threads\": 1, \"batch_frames\": 1, \"queue_batches\": 1, \"blocking\": false, "
+             "\"recon\": {\"method\": \"epie\", \"kv\": 80, \"alpha_mrad\": 24, "
+             "\"defocus_angstrom\": 800, \"mrad_per_px\": 0.8, \"scan_step_angstrom\": 2.3}}",
              w, h, BIN, rows, cols, CENTER_X, CENTER_Y, BF_RADIUS);
     PtyflowPipeline *b = NULL;
     EXPECT(ptyflow_create_json(json, &b), PTYFLOW_OK);
@@ -254,7 +257,7 @@ int main(int argc, char **argv) {
     atomic_store(&m.stop, 1);
     pthread_join(tid, NULL);
     EXPECT(ptyflow_counters(b, &c), PTYFLOW_OK);
-    CHECK(c.pushed == n && c.processed == n && c.dropped == refusals,
+    CHECK(c.pushed == n && c.processed == n && c.consumed == n && c.dropped == refusals,
           "B counters: pushed %llu processed %llu dropped %llu (refusals %llu)",
           (unsigned long long)c.pushed, (unsigned long long)c.processed,
           (unsigned long long)c.dropped, (unsigned long long)refusals);
@@ -307,6 +310,24 @@ int main(int argc, char **argv) {
         fclose(out);
         free(va);
         free(vb);
+    }
+    /* B also reconstructed (in push order): object and probe as (re, im) float pairs. */
+    for (int r = 0; r < 2; r++) {
+        const char *name = r == 0 ? "object" : "probe";
+        size_t dims[3], ndim = 0, len = 0;
+        EXPECT(ptyflow_result_shape(b, name, dims, 3, &ndim), PTYFLOW_OK);
+        CHECK(ndim == 3 && dims[2] == 2, "`%s`: ndim %zu", name, ndim);
+        EXPECT(ptyflow_result_len(b, name, &len), PTYFLOW_OK);
+        float *v = malloc(len * sizeof *v);
+        CHECK(v != NULL, "out of memory");
+        EXPECT(ptyflow_result_f32(b, name, v, len), PTYFLOW_OK);
+        fprintf(manifest, "%s 3 %zu %zu 2\n", name, dims[0], dims[1]);
+        snprintf(path, sizeof path, "%s/%s.f32", outdir, name);
+        FILE *out = fopen(path, "wb");
+        CHECK(out != NULL, "cannot write %s", path);
+        CHECK(fwrite(v, sizeof *v, len, out) == len, "short write %s", path);
+        fclose(out);
+        free(v);
     }
     fclose(manifest);
     EXPECT(ptyflow_result_len(a, "object", &count), PTYFLOW_ERR_NOT_FOUND);
