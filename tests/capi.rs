@@ -62,22 +62,8 @@ fn root() -> PathBuf {
 fn header_is_up_to_date() {
     let config = cbindgen::Config::from_file(root().join("host").join("cbindgen.toml"))
         .expect("host/cbindgen.toml");
-    // cbindgen 0.27 (the workspace's version) predates edition 2024's `#[unsafe(no_mangle)]`
-    // and would silently leave every function out, so it reads a copy of capi.rs with the
-    // older spelling (it only parses; nothing is compiled). With cbindgen >= 0.28 this copy
-    // can go: `.with_crate(root().join("host"))` then gives the same header.
-    let source = std::fs::read_to_string(root().join("host").join("src").join("capi.rs"))
-        .expect("host/src/capi.rs");
-    assert!(source.contains("#[unsafe(no_mangle)]"));
-    let tmp = tempfile::tempdir().unwrap();
-    let copy = tmp.path().join("capi.rs");
-    std::fs::write(
-        &copy,
-        source.replace("#[unsafe(no_mangle)]", "#[no_mangle]"),
-    )
-    .unwrap();
     let bindings = cbindgen::Builder::new()
-        .with_src(&copy)
+        .with_src(root().join("host").join("src").join("capi.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen could not parse host/src/capi.rs");
