@@ -20,7 +20,7 @@ use ptyflow_core::{FrameGeometry, Window};
 
 use super::{Context, Measurement, Workload};
 use crate::pipeline::detectors::{Disc, VirtualSpec};
-use crate::pipeline::reduce::{ReducePlan, Reducer};
+use crate::pipeline::reduce::{ReducePlan, Reducer, project_dense_batch};
 use crate::pipeline::{RunOptions, Worker};
 use crate::source::{Dump, Format, Frame, OpenOptions, PixelKind, RawDtype, RawOverrides};
 use crate::{Error, Result};
@@ -346,8 +346,7 @@ fn w3_memory(ctx: &Context) -> Result<Measurement> {
                             let end = (first + DENSE_BATCH).min(count);
                             let batch = &frames[first * area..end * area];
                             let out = &mut out[..(end - first) * W3_MASKS];
-                            masks
-                                .project_batch(batch.chunks_exact(area), out)
+                            project_dense_batch(masks, batch.chunks_exact(area), out)
                                 .map_err(|e| Error::core(format!("W3 frames {first}…"), e))?;
                         }
                     })
