@@ -369,44 +369,57 @@ impl<L: AsRef<[u16]>, W: AsRef<[f32]>> LabelMasks<L, W> {
     #[inline(always)]
     pub fn project<P: Pixel>(&self, frame: &[P], out: &mut [f32]) -> Result<(), Error> {
         check_len(self.segments, out.len())?;
-        let sums = self.accumulate(frame)?;
-        for (o, &s) in out.iter_mut().zip(&sums) {
-            *o = s as f32;
-        }
-        Ok(())
+        self.accumulate(frame, |k, s| out[k] = s as f32)
     }
 
     /// As [`LabelMasks::project`], without rounding to f32 (exact integer counts for unit weights).
     pub fn project_f64<P: Pixel>(&self, frame: &[P], out: &mut [f64]) -> Result<(), Error> {
         check_len(self.segments, out.len())?;
-        let sums = self.accumulate(frame)?;
-        out.copy_from_slice(&sums[..self.segments]);
+        self.accumulate(frame, |k, s| out[k] = s)
+    }
+
+    /// Hands `sink(k, sum_k)` every segment's sum: the unit-weight path when every weight is
+    /// 1 (with tables just large enough for the segment count, so a frame does not pay for
+    /// zeroing and merging 257-slot tables), else the weighted one.
+    #[inline(always)]
+    fn accumulate<P: Pixel>(
+        &self,
+        frame: &[P],
+        mut sink: impl FnMut(usize, f64),
+    ) -> Result<(), Error> {
+        self.geometry.check_len(frame.len())?;
+        if self.unit {
+            match self.segments {
+                0..=16 => self.accumulate_unit::<P, 17>(frame, &mut sink),
+                17..=64 => self.accumulate_unit::<P, 65>(frame, &mut sink),
+                _ => self.accumulate_unit::<P, SLOTS>(frame, &mut sink),
+            }
+        } else {
+            let sums = self.accumulate_weighted(frame);
+            for (k, &s) in sums[..self.segments].iter().enumerate() {
+                sink(k, s);
+            }
+        }
         Ok(())
     }
 
-    /// Sums per slot: the unit-weight path when every weight is 1, else the weighted one.
-    #[inline(always)]
-    fn accumulate<P: Pixel>(&self, frame: &[P]) -> Result<[f64; SLOTS], Error> {
-        self.geometry.check_len(frame.len())?;
-        Ok(if self.unit {
-            self.accumulate_unit(frame)
-        } else {
-            self.accumulate_weighted(frame)
-        })
-    }
-
-    /// The unit-weight hot loop: `acc[label] += x` in [`Pixel::StatAcc`] (`u64` for integer
+    /// The unit-weight hot loop over tables of `S` slots (`S − 1` ≥ segments; the last slot
+    /// swallows unlabelled pixels): `acc[label] += x` in [`Pixel::StatAcc`] (`u64` for integer
     /// pixels: exact, one-cycle adds, no conversion or multiply; `f64` for `f32`, which is what
     /// the weighted loop computes with w = 1). Equal to [`LabelMasks::accumulate_weighted`]
     /// while every segment's sum stays below 2⁵³ (for integers; always for `f32`).
     #[inline(always)]
-    fn accumulate_unit<P: Pixel>(&self, frame: &[P]) -> [f64; SLOTS] {
+    fn accumulate_unit<P: Pixel, const S: usize>(
+        &self,
+        frame: &[P],
+        sink: &mut impl FnMut(usize, f64),
+    ) {
         let (start, end) = self.span;
         let labels = &self.labels.as_ref()[start..end];
         let frame = &frame[start..end];
-        let slot = |label: u16| usize::from(label).min(MAX_SEGMENTS);
+        let slot = |label: u16| usize::from(label).min(S - 1);
         let zero = <P::StatAcc as Accumulator>::ZERO;
-        let mut acc = [[zero; SLOTS]; WAYS];
+        let mut acc = [[zero; S]; WAYS];
         let (l4, x4) = (labels.chunks_exact(WAYS), frame.chunks_exact(WAYS));
         for (&l, &x) in l4.remainder().iter().zip(x4.remainder()) {
             let a = &mut acc[0][slot(l)];
@@ -418,14 +431,12 @@ impl<L: AsRef<[u16]>, W: AsRef<[f32]>> LabelMasks<L, W> {
                 *a = a.add(x[j].to_stat());
             }
         }
-        let mut sums = [0.0f64; SLOTS];
-        for (k, s) in sums.iter_mut().enumerate() {
-            *s = acc
-                .iter()
-                .fold(zero, |t, table| t.add(table[k]))
-                .as_f64();
+        for k in 0..self.segments.min(S - 1) {
+            sink(
+                k,
+                acc.iter().fold(zero, |t, table| t.add(table[k])).as_f64(),
+            );
         }
-        sums
     }
 
     /// The weighted hot loop: one pass over the labelled span, WAYS interleaved f64 tables.
@@ -650,8 +661,13 @@ mod tests {
         // discard slot differs: unlabelled pixels land there unweighted).
         if m.unit {
             let k = m.segments();
-            let (unit, weighted) = (m.accumulate_unit(&frame), m.accumulate_weighted(&frame));
-            assert_eq!(unit[..k], weighted[..k]);
+            let weighted = m.accumulate_weighted(&frame);
+            let mut full = vec![f64::NAN; k];
+            m.accumulate_unit::<P, SLOTS>(&frame, &mut |i, v| full[i] = v);
+            assert_eq!(full, weighted[..k]);
+            let mut sized = vec![f64::NAN; k];
+            m.accumulate(&frame, |i, v| sized[i] = v).unwrap();
+            assert_eq!(sized, weighted[..k], "tables sized to {k} segments");
         }
     }
 
@@ -741,6 +757,15 @@ mod tests {
             check_projection::<u16>(&m, seed, true);
             check_projection::<u32>(&m, seed, true);
             check_projection::<f32>(&m, seed, false);
+        }
+        // Every table size: 17 slots (above), 65 and 257.
+        for n in [16, 17, 64, 65, 200] {
+            let mut b = LabelBuilder::new(g, vec![0u16; g.area()], vec![0f32; g.area()]).unwrap();
+            b.rings(19.5, 14.5, 0.0, 25.0, n).unwrap();
+            let rings = b.build();
+            assert!(rings.unit);
+            check_projection::<u16>(&rings, n as u64, true);
+            check_projection::<u32>(&rings, n as u64, true);
         }
         let (labels, mut weights) = m.into_tables();
         weights[labels.iter().position(|&l| l != NONE).unwrap()] = 0.5;
