@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ptyflow::benchmark::reduction::{synthetic_frames, w1_plan, w2_plan, w3_masks};
 use ptyflow::pipeline::Worker;
-use ptyflow::pipeline::reduce::Reducer;
+use ptyflow::pipeline::reduce::{Reducer, project_dense_batch};
 use ptyflow::source::Frame;
 use ptyflow_core::mask::dense::{DenseBuilder, DenseMasks};
 use ptyflow_core::{Binner, FrameGeometry, LabelBuilder, LabelMasks, Stats};
@@ -106,7 +106,18 @@ fn dense(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("K", k), &k, |b, _| {
             b.iter(|| {
                 for batch in black_box(&data).chunks_exact(16 * AREA) {
-                    masks.project_batch(batch.chunks_exact(AREA), &mut out).unwrap();
+                    masks
+                        .project_batch(batch.chunks_exact(AREA), &mut out)
+                        .unwrap();
+                }
+                black_box(&out);
+            })
+        });
+        // The same kernel as the host runs it: compiled for AVX2 when the CPU has it.
+        g.bench_with_input(BenchmarkId::new("K (host SIMD)", k), &k, |b, _| {
+            b.iter(|| {
+                for batch in black_box(&data).chunks_exact(16 * AREA) {
+                    project_dense_batch(&masks, batch.chunks_exact(AREA), &mut out).unwrap();
                 }
                 black_box(&out);
             })
@@ -131,11 +142,14 @@ fn statistics(c: &mut Criterion) {
     let binner = Binner::new(geometry(), 4).unwrap();
     let small = binner.out_geometry();
     let mut binned = vec![0u32; FRAMES * small.area()];
-    for (f, o) in data.chunks_exact(AREA).zip(binned.chunks_exact_mut(small.area())) {
+    for (f, o) in data
+        .chunks_exact(AREA)
+        .zip(binned.chunks_exact_mut(small.area()))
+    {
         binner.bin(f, o).unwrap();
     }
-    let mut stats = Stats::<u32, _>::new(small, vec![0u64; small.area()], vec![0; small.area()])
-        .unwrap();
+    let mut stats =
+        Stats::<u32, _>::new(small, vec![0u64; small.area()], vec![0; small.area()]).unwrap();
     g.bench_function("64x64 u32 (binned by 4)", |b| {
         b.iter(|| {
             for f in black_box(&binned).chunks_exact(small.area()) {

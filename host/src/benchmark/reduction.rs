@@ -140,12 +140,7 @@ pub fn w2_plan(frames: usize) -> Result<ReducePlan> {
 /// The W3 masks: 45 smooth weight maps (angular orders × radial powers) over the
 /// bright-field disc of radius `r` at (`cx`, `cy`), zero outside it; the window is the disc's
 /// bounding box.
-pub fn w3_masks(
-    geometry: FrameGeometry,
-    cx: f32,
-    cy: f32,
-    r: f32,
-) -> Result<DenseMasks<Vec<f32>>> {
+pub fn w3_masks(geometry: FrameGeometry, cx: f32, cy: f32, r: f32) -> Result<DenseMasks<Vec<f32>>> {
     let err = |e| Error::core("W3 masks", e);
     let x0 = (cx - r).ceil().max(0.0) as usize;
     let y0 = (cy - r).ceil().max(0.0) as usize;

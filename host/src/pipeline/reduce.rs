@@ -552,7 +552,8 @@ impl SimdLevel {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            let avx2 = has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("popcnt");
+            let avx2 =
+                has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("popcnt");
             if avx2 {
                 return SimdLevel::Avx2;
             }
