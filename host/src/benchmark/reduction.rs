@@ -3,7 +3,7 @@
 //!
 //! | name        | frames            | work per frame                                            | from   |
 //! |-------------|-------------------|-----------------------------------------------------------|--------|
-//! | `W1 mmap`   | 256 × 256 `u16`   | bin 4, 16 label masks (BF, ADF, 4 DPC, 10 rings), mean pattern, dose | a raw dump in the page cache, through [`crate::pipeline::run`] |
+//! | `W1 mmap`   | 256 × 256 `u16`   | bin 4, 16 label masks (BF, ADF, 4 DPC, 10 rings), mean pattern, dose | a raw dump in the page cache, through [`crate::pipeline::run()`] |
 //! | `W1 memory` | same              | same                                                      | a `Vec`, same [`Reducer`] |
 //! | `W2 memory` | 96 × 96 `u16`     | bin 2, 8 label masks (4 DPC, ADF, 3 rings), sum and sum², dose | a `Vec`, same [`Reducer`] |
 //! | `W3 memory` | 256 × 256 `u16`   | 45 dense masks over the bright-field disc (r = 32 px)     | a `Vec`, [`DenseMasks::project_batch`] |
@@ -237,7 +237,7 @@ fn write_dump(
     Ok((path, opts))
 }
 
-/// Runs `workers` over contiguous in-memory frames: batches of [`BATCH`] frames taken from a
+/// Runs `workers` over contiguous in-memory frames: batches of 64 frames taken from a
 /// shared counter, one thread per worker. Returns the frames processed.
 pub fn run_in_memory<W: Worker>(frames: &[u16], area: usize, workers: &mut [W]) -> Result<u64> {
     let total = frames.len() / area;
