@@ -578,8 +578,12 @@ where
 {
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        ///
+        /// The CPU must have AVX2 and FMA. (An `unsafe fn` rather than a safe
+        /// `#[target_feature]` fn, which needs Rust 1.86; the workspace supports 1.85.)
         #[target_feature(enable = "avx2,fma")]
-        fn avx2<'f, S, P, I>(
+        unsafe fn avx2<'f, S, P, I>(
             m: &DenseMasks<S>,
             frames: I,
             out: &mut [f32],
