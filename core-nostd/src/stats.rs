@@ -64,6 +64,8 @@ where
 
     /// Add one frame; returns its total (Σ pixels, exact for integer pixels).
     /// [`Error::GeometryMismatch`] (and nothing added) for a frame of the wrong length.
+    /// Inlined always, for the host's run-time-selected AVX2 / AVX-512 paths.
+    #[inline(always)]
     pub fn add(&mut self, frame: &[P]) -> Result<P::StatAcc, Error> {
         self.geometry.check_len(frame.len())?;
         let (mut lo, mut hi) = (frame[0], frame[0]);

@@ -33,6 +33,11 @@ pub const MAX_DENSE_MASKS: usize = 64;
 
 /// Independent f32 partial sums in a dot product (two AVX registers).
 const LANES: usize = 16;
+/// Frames that [`DenseMasks::project_batch`] takes through the masks together.
+const FRAME_BLOCK: usize = 4;
+/// Masks that meet a group of frames together (MASK_BLOCK × FRAME_BLOCK × LANES f32
+/// accumulators: 8 AVX-512 or 16 AVX2 registers).
+const MASK_BLOCK: usize = 2;
 
 /// Fills the planes of a dense mask buffer; see the [module docs](self).
 #[derive(Debug)]
@@ -199,6 +204,7 @@ impl<S: AsRef<[f32]>> DenseMasks<S> {
     /// Write the K coefficients Σ wₖ·x of `frame` into `out` (overwriting it).
     /// [`Error::GeometryMismatch`] for a frame that is not the geometry's area or an `out`
     /// that is not K long.
+    #[inline(always)]
     pub fn project<P: Pixel>(&self, frame: &[P], out: &mut [f32]) -> Result<(), Error> {
         self.geometry.check_len(frame.len())?;
         check_len(self.count, out.len())?;
@@ -217,6 +223,7 @@ impl<S: AsRef<[f32]>> DenseMasks<S> {
     /// `contiguous.chunks_exact(area)`, … Returns the number of frames;
     /// [`Error::GeometryMismatch`] (before writing anything) if a frame is not the
     /// geometry's area or `out` is not frames × K long.
+    #[inline(always)]
     pub fn project_batch<'f, P, I>(&self, frames: I, out: &mut [f32]) -> Result<usize, Error>
     where
         P: Pixel + 'f,
@@ -230,13 +237,48 @@ impl<S: AsRef<[f32]>> DenseMasks<S> {
             n += 1;
         }
         check_len(n * self.count, out.len())?;
-        if self.count == 0 {
+        let k_all = self.count;
+        if k_all == 0 {
             return Ok(n); // chunks_exact_mut(0) below would panic
         }
-        for k in 0..self.count {
-            let mask = self.plane(k + 1);
-            for (coeffs, frame) in out.chunks_exact_mut(self.count).zip(frames.clone()) {
-                coeffs[k] = self.dot(mask, frame);
+        // Register blocking (a small GEMM, masks × frames): groups of FRAME_BLOCK frames meet
+        // MASK_BLOCK masks at a time, so each mask row loaded from cache serves FRAME_BLOCK
+        // frames and each converted frame row MASK_BLOCK masks. Every (mask, frame) pair keeps
+        // `dot`'s lanes and order, hence the same bits as `project`.
+        let mut rest = frames;
+        let mut rows = out.chunks_exact_mut(k_all);
+        loop {
+            let group: [Option<&[P]>; FRAME_BLOCK] = core::array::from_fn(|_| rest.next());
+            let full_group = match group {
+                [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
+                _ => None,
+            };
+            let Some(group_frames) = full_group else {
+                // Fewer than FRAME_BLOCK frames left: one dot per (mask, frame).
+                for (coeffs, frame) in (&mut rows).zip(group.into_iter().flatten()) {
+                    for (k, c) in coeffs.iter_mut().enumerate() {
+                        *c = self.dot(self.plane(k + 1), frame);
+                    }
+                }
+                break;
+            };
+            let mut group_rows: [&mut [f32]; FRAME_BLOCK] = Default::default();
+            for (slot, row) in group_rows.iter_mut().zip(&mut rows) {
+                *slot = row;
+            }
+            let blocked = k_all / MASK_BLOCK * MASK_BLOCK;
+            for k0 in (0..blocked).step_by(MASK_BLOCK) {
+                let sums = self.dot_block::<P, MASK_BLOCK>(k0, &group_frames);
+                for (i, per_frame) in sums.iter().enumerate() {
+                    for (row, &v) in group_rows.iter_mut().zip(per_frame) {
+                        row[k0 + i] = v;
+                    }
+                }
+            }
+            for k in blocked..k_all {
+                for (row, frame) in group_rows.iter_mut().zip(group_frames) {
+                    row[k] = self.dot(self.plane(k + 1), frame);
+                }
             }
         }
         Ok(n)
@@ -300,7 +342,81 @@ impl<S: AsRef<[f32]>> DenseMasks<S> {
             .map(move |row| &row[x0..x0 + width])
     }
 
+    /// [`DenseMasks::dot`] of masks `k0 .. k0 + M` with each of `frames`, all at once:
+    /// `out[i][f]` equals `self.dot(plane(k0 + i + 1), frames[f])` bit for bit (same lanes,
+    /// same order of additions per pair). Frames must have the geometry's area (checked by
+    /// the caller).
+    #[inline(always)]
+    fn dot_block<P: Pixel, const M: usize>(
+        &self,
+        k0: usize,
+        frames: &[&[P]; FRAME_BLOCK],
+    ) -> [[f32; FRAME_BLOCK]; M] {
+        let w = self.geometry.width();
+        let Window {
+            x0,
+            y0,
+            width,
+            height,
+        } = self.window;
+        let area = self.window.area();
+        let storage = self.storage.as_ref();
+        let mut lanes = [[[0.0f32; LANES]; FRAME_BLOCK]; M];
+        let mut tail = [[0.0f32; FRAME_BLOCK]; M];
+        for r in 0..height {
+            let start = (y0 + r) * w + x0;
+            let xrows: [&[P]; FRAME_BLOCK] = [
+                &frames[0][start..start + width],
+                &frames[1][start..start + width],
+                &frames[2][start..start + width],
+                &frames[3][start..start + width],
+            ];
+            let mut mrows: [&[f32]; M] = [&[]; M];
+            for (i, m) in mrows.iter_mut().enumerate() {
+                let p = (k0 + i + 1) * area + r * width;
+                *m = &storage[p..p + width];
+            }
+            // Fixed-size arrays from here on: the compiler sees every bound and vectorises.
+            let mut xcs = xrows.map(|x| x.chunks_exact(LANES));
+            let mut mcs = mrows.map(|m| m.chunks_exact(LANES));
+            for _ in 0..width / LANES {
+                let mut xs = [[0.0f32; LANES]; FRAME_BLOCK];
+                for (dst, it) in xs.iter_mut().zip(xcs.iter_mut()) {
+                    for (d, &x) in dst.iter_mut().zip(it.next().unwrap_or(&[])) {
+                        *d = x.to_f32();
+                    }
+                }
+                for (lanes_i, it) in lanes.iter_mut().zip(mcs.iter_mut()) {
+                    let mut m = [0.0f32; LANES];
+                    for (d, &v) in m.iter_mut().zip(it.next().unwrap_or(&[])) {
+                        *d = v;
+                    }
+                    for (acc, x) in lanes_i.iter_mut().zip(&xs) {
+                        for j in 0..LANES {
+                            acc[j] += m[j] * x[j];
+                        }
+                    }
+                }
+            }
+            for (tail_i, mc) in tail.iter_mut().zip(&mcs) {
+                for (t, xc) in tail_i.iter_mut().zip(&xcs) {
+                    for (&m, &x) in mc.remainder().iter().zip(xc.remainder()) {
+                        *t += m * x.to_f32();
+                    }
+                }
+            }
+        }
+        let mut out = [[0.0f32; FRAME_BLOCK]; M];
+        for ((o, l), t) in out.iter_mut().zip(&lanes).zip(&tail) {
+            for ((o, l), &t) in o.iter_mut().zip(l).zip(t) {
+                *o = l.iter().sum::<f32>() + t;
+            }
+        }
+        out
+    }
+
     /// Σ mask·x over the window, in LANES f32 partial sums.
+    #[inline(always)]
     fn dot<P: Pixel>(&self, mask: &[f32], frame: &[P]) -> f32 {
         let mut lanes = [0.0f32; LANES];
         let mut tail = 0.0f32;
@@ -425,13 +541,14 @@ mod tests {
 
     fn check<P: TestPixel>(c: &Case, m: &DenseMasks<Vec<f32>>, seed: u64) {
         let area = c.g.area();
-        let frames: Vec<P> = random_frame(3 * area, seed);
+        // Seven frames: one blocked group of FRAME_BLOCK and a remainder of three.
+        let frames: Vec<P> = random_frame(7 * area, seed);
         let k = m.masks();
-        let mut batch = vec![0.0f32; 3 * k];
+        let mut batch = vec![0.0f32; 7 * k];
         dirty(&mut batch);
         assert_eq!(
             m.project_batch(frames.chunks_exact(area), &mut batch),
-            Ok(3)
+            Ok(7)
         );
         for (f, frame) in frames.chunks_exact(area).enumerate() {
             let (want, mags, energy) = naive(c, frame);

@@ -32,7 +32,7 @@ use core::ops::Range;
 
 use crate::geometry::{FrameGeometry, Window, check_len};
 use crate::math;
-use crate::pixel::Pixel;
+use crate::pixel::{Accumulator, Pixel};
 use crate::{Error, MAX_BIN_FACTOR};
 
 /// Most segments one table can hold.
@@ -234,12 +234,14 @@ where
     /// Freeze the tables into a [`LabelMasks`] with [`LabelBuilder::segments`] segments.
     pub fn build(self) -> LabelMasks<L, W> {
         let span = span(self.labels.as_ref());
+        let unit = unit_weights(self.labels.as_ref(), self.weights.as_ref());
         LabelMasks {
             geometry: self.geometry,
             labels: self.labels,
             weights: self.weights,
             segments: self.next,
             span,
+            unit,
         }
     }
 
@@ -299,6 +301,9 @@ pub struct LabelMasks<L, W> {
     segments: usize,
     /// Pixels from the first to past the last labelled one: the only part projection reads.
     span: (usize, usize),
+    /// Every labelled pixel has weight 1: projection adds pixels in their statistics
+    /// accumulator (`u64` for integers) instead of multiplying in f64.
+    unit: bool,
 }
 
 impl<L: AsRef<[u16]>, W: AsRef<[f32]>> LabelMasks<L, W> {
@@ -322,12 +327,14 @@ impl<L: AsRef<[u16]>, W: AsRef<[f32]>> LabelMasks<L, W> {
             return Err(Error::BadParameter);
         }
         let span = span(labels.as_ref());
+        let unit = unit_weights(labels.as_ref(), weights.as_ref());
         Ok(Self {
             geometry,
             labels,
             weights,
             segments,
             span,
+            unit,
         })
     }
 
@@ -359,26 +366,83 @@ impl<L: AsRef<[u16]>, W: AsRef<[f32]>> LabelMasks<L, W> {
     /// Write the K segment sums Σ weight·x of `frame` into `out` (overwriting it), rounded
     /// once from f64 to f32. [`Error::GeometryMismatch`] for a frame that is not the
     /// geometry's area or an `out` that is not K long.
+    #[inline(always)]
     pub fn project<P: Pixel>(&self, frame: &[P], out: &mut [f32]) -> Result<(), Error> {
         check_len(self.segments, out.len())?;
-        let sums = self.accumulate(frame)?;
-        for (o, &s) in out.iter_mut().zip(&sums) {
-            *o = s as f32;
-        }
-        Ok(())
+        self.accumulate(frame, |k, s| out[k] = s as f32)
     }
 
     /// As [`LabelMasks::project`], without rounding to f32 (exact integer counts for unit weights).
     pub fn project_f64<P: Pixel>(&self, frame: &[P], out: &mut [f64]) -> Result<(), Error> {
         check_len(self.segments, out.len())?;
-        let sums = self.accumulate(frame)?;
-        out.copy_from_slice(&sums[..self.segments]);
+        self.accumulate(frame, |k, s| out[k] = s)
+    }
+
+    /// Hands `sink(k, sum_k)` every segment's sum: the unit-weight path when every weight is
+    /// 1 (with tables just large enough for the segment count, so a frame does not pay for
+    /// zeroing and merging 257-slot tables), else the weighted one.
+    #[inline(always)]
+    fn accumulate<P: Pixel>(
+        &self,
+        frame: &[P],
+        mut sink: impl FnMut(usize, f64),
+    ) -> Result<(), Error> {
+        self.geometry.check_len(frame.len())?;
+        if self.unit {
+            match self.segments {
+                0..=16 => self.accumulate_unit::<P, 17>(frame, &mut sink),
+                17..=64 => self.accumulate_unit::<P, 65>(frame, &mut sink),
+                _ => self.accumulate_unit::<P, SLOTS>(frame, &mut sink),
+            }
+        } else {
+            let sums = self.accumulate_weighted(frame);
+            for (k, &s) in sums[..self.segments].iter().enumerate() {
+                sink(k, s);
+            }
+        }
         Ok(())
     }
 
-    /// The hot loop: one pass over the labelled span, WAYS interleaved accumulator tables.
-    fn accumulate<P: Pixel>(&self, frame: &[P]) -> Result<[f64; SLOTS], Error> {
-        self.geometry.check_len(frame.len())?;
+    /// The unit-weight hot loop over tables of `S` slots (`S − 1` ≥ segments; the last slot
+    /// swallows unlabelled pixels): `acc[label] += x` in [`Pixel::StatAcc`] (`u64` for integer
+    /// pixels: exact, one-cycle adds, no conversion or multiply; `f64` for `f32`, which is what
+    /// the weighted loop computes with w = 1). Equal to [`LabelMasks::accumulate_weighted`]
+    /// while every segment's sum stays below 2⁵³ (for integers; always for `f32`).
+    #[inline(always)]
+    fn accumulate_unit<P: Pixel, const S: usize>(
+        &self,
+        frame: &[P],
+        sink: &mut impl FnMut(usize, f64),
+    ) {
+        let (start, end) = self.span;
+        let labels = &self.labels.as_ref()[start..end];
+        let frame = &frame[start..end];
+        let slot = |label: u16| usize::from(label).min(S - 1);
+        let zero = <P::StatAcc as Accumulator>::ZERO;
+        let mut acc = [[zero; S]; WAYS];
+        let (l4, x4) = (labels.chunks_exact(WAYS), frame.chunks_exact(WAYS));
+        for (&l, &x) in l4.remainder().iter().zip(x4.remainder()) {
+            let a = &mut acc[0][slot(l)];
+            *a = a.add(x.to_stat());
+        }
+        for (l, x) in l4.zip(x4) {
+            for (j, table) in acc.iter_mut().enumerate() {
+                let a = &mut table[slot(l[j])];
+                *a = a.add(x[j].to_stat());
+            }
+        }
+        for k in 0..self.segments.min(S - 1) {
+            sink(
+                k,
+                acc.iter().fold(zero, |t, table| t.add(table[k])).as_f64(),
+            );
+        }
+    }
+
+    /// The weighted hot loop: one pass over the labelled span, WAYS interleaved f64 tables.
+    /// Also the reference for [`LabelMasks::accumulate_unit`].
+    #[inline(always)]
+    fn accumulate_weighted<P: Pixel>(&self, frame: &[P]) -> [f64; SLOTS] {
         let (start, end) = self.span;
         let labels = &self.labels.as_ref()[start..end];
         let weights = &self.weights.as_ref()[start..end];
@@ -410,7 +474,7 @@ impl<L: AsRef<[u16]>, W: AsRef<[f32]>> LabelMasks<L, W> {
                 *a += b;
             }
         }
-        Ok(first[0])
+        first[0]
     }
 }
 
@@ -465,6 +529,14 @@ fn radii(r_in: f32, r_out: f32) -> Result<(f64, f64), Error> {
 
 fn contains(w: &Window, row: usize, col: usize) -> bool {
     (w.y0..w.y0 + w.height).contains(&row) && (w.x0..w.x0 + w.width).contains(&col)
+}
+
+/// Whether every labelled pixel has weight exactly 1 (unlabelled ones may weigh anything).
+fn unit_weights(labels: &[u16], weights: &[f32]) -> bool {
+    labels
+        .iter()
+        .zip(weights)
+        .all(|(&l, &w)| l == NONE || w == 1.0)
 }
 
 /// (first labelled pixel, one past the last), or (0, 0) for an empty table.
@@ -585,6 +657,18 @@ mod tests {
         }
         let got32: Vec<f64> = got32.iter().map(|&x| f64::from(x)).collect();
         allclose(&got32, &want, 1e-7, 1e-6);
+        // The unit-weight fast path against the weighted loop it replaces: same bits (the
+        // discard slot differs: unlabelled pixels land there unweighted).
+        if m.unit {
+            let k = m.segments();
+            let weighted = m.accumulate_weighted(&frame);
+            let mut full = vec![f64::NAN; k];
+            m.accumulate_unit::<P, SLOTS>(&frame, &mut |i, v| full[i] = v);
+            assert_eq!(full, weighted[..k]);
+            let mut sized = vec![f64::NAN; k];
+            m.accumulate(&frame, |i, v| sized[i] = v).unwrap();
+            assert_eq!(sized, weighted[..k], "tables sized to {k} segments");
+        }
     }
 
     fn shape() -> impl Strategy<Value = Shape> {
@@ -638,6 +722,7 @@ mod tests {
             let mut builder = LabelBuilder::new(g, vec![0u16; g.area()], vec![0f32; g.area()]).unwrap();
             prop_assert_eq!(builder.orthonormal_bins(win, b).unwrap(), 0..bw * bh);
             let m = builder.build();
+            prop_assert_eq!(m.unit, b == 1, "weights 1/b are unit only for b = 1");
             // Unit norm per segment.
             let mut norm2 = vec![0.0f64; m.segments()];
             for (&l, &wt) in m.labels().iter().zip(m.weights()) {
@@ -657,6 +742,36 @@ mod tests {
             allclose(&got, &want, 1e-12, 0.0);
             check_projection::<f32>(&m, seed, false);
         }
+    }
+
+    #[test]
+    fn shapes_take_the_unit_weight_path_and_match_the_weighted_one() {
+        let g = FrameGeometry::new(40, 30).unwrap();
+        let mut b = LabelBuilder::new(g, vec![0u16; g.area()], vec![0f32; g.area()]).unwrap();
+        b.disk(19.5, 14.5, 5.0).unwrap();
+        b.rings(19.5, 14.5, 5.0, 14.0, 7).unwrap();
+        let m = b.build();
+        assert!(m.unit);
+        for seed in 0..4 {
+            check_projection::<u8>(&m, seed, true);
+            check_projection::<u16>(&m, seed, true);
+            check_projection::<u32>(&m, seed, true);
+            check_projection::<f32>(&m, seed, false);
+        }
+        // Every table size: 17 slots (above), 65 and 257.
+        for n in [16, 17, 64, 65, 200] {
+            let mut b = LabelBuilder::new(g, vec![0u16; g.area()], vec![0f32; g.area()]).unwrap();
+            b.rings(19.5, 14.5, 0.0, 25.0, n).unwrap();
+            let rings = b.build();
+            assert!(rings.unit);
+            check_projection::<u16>(&rings, n as u64, true);
+            check_projection::<u32>(&rings, n as u64, true);
+        }
+        let (labels, mut weights) = m.into_tables();
+        weights[labels.iter().position(|&l| l != NONE).unwrap()] = 0.5;
+        let m = LabelMasks::from_tables(g, labels, weights).unwrap();
+        assert!(!m.unit, "one weight of 0.5 takes the weighted path");
+        check_projection::<u16>(&m, 9, true);
     }
 
     #[test]
