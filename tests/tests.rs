@@ -2,5 +2,6 @@
 //! CLI-as-a-process tests live in `host/tests/cli.rs`, where cargo provides the binary's path.
 
 mod capi;
+mod quality;
 mod realdata;
 mod replay;
