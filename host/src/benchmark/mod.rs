@@ -21,6 +21,7 @@ use std::time::Instant;
 use crate::Result;
 
 pub mod bandwidth;
+pub mod recon;
 pub mod reduction;
 
 pub use bandwidth::{Bandwidth, measure_read_bandwidth};
@@ -111,9 +112,12 @@ impl Workload {
     }
 }
 
-/// Every workload, in the order `ptyflow bench` runs them. W4/W5 (reconstruction) go here.
+/// Every workload, in the order `ptyflow bench` runs them: W1–W3 (reduction), W4–W5
+/// (reconstruction).
 pub fn workloads() -> Vec<Workload> {
-    reduction::workloads()
+    let mut all = reduction::workloads();
+    all.extend(recon::workloads());
+    all
 }
 
 /// One line of the result: what `--json` prints per workload.
