@@ -40,7 +40,16 @@ pub use forward::{ForwardModel, raster_positions};
 pub use object::{ObjectKind, PhaseObject};
 
 use crate::optics::{self, ProbeParams};
+use crate::recon::{RasterScan, ScanGeometry};
 use crate::{Error, Result};
+
+/// Object pixels beyond every probe window in the ground truth's grid.
+///
+/// Must equal the margin the reconstruction passes to [`ScanGeometry::raster`]
+/// (`ReconRequest::build` in `crate::pipeline::recon`): the truth is sampled on exactly the
+/// reconstruction's object grid (same shape, same origin), so `metrics::compare`'s centred crop
+/// aligns the two without registration, rotated scans included.
+pub const OBJECT_MARGIN_PX: usize = 2;
 
 /// Named starting points (every value can be overridden).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -360,12 +369,14 @@ pub struct Dataset {
     pub frames: Vec<u16>,
     /// Probe positions `(y, x)` in Å, scan order.
     pub positions: Vec<[f64; 2]>,
-    /// Transmission function at the reconstruction pixel `dx`, row-major `object_shape`.
+    /// Transmission function at the reconstruction pixel `dx`, row-major `object_shape`, on
+    /// exactly the reconstruction's object grid (see [`OBJECT_MARGIN_PX`]).
     pub object: Vec<Complex32>,
     /// `[rows, cols]` of [`Dataset::object`].
     pub object_shape: [usize; 2],
-    /// `[row, col]` of the object pixel under the probe centre at scan position 0.
-    pub object_origin_px: [usize; 2],
+    /// `[row, col]` of the object pixel under the probe centre at scan position 0; fractional
+    /// for rotated scans (the reconstruction's grid, see [`OBJECT_MARGIN_PX`]).
+    pub object_origin_px: [f64; 2],
     /// The probe on the `M × M` reconstruction window (Σ|P|² = 1, centred at `(M/2, M/2)`).
     pub probe: Vec<Complex32>,
     /// Mean expected pattern before noise (electrons per pixel), detector layout.
@@ -503,7 +514,9 @@ pub fn simulate_with_progress(
         params.scan_rotation_deg,
     );
 
-    // Object grid at dx: every pixel a probe window touches, one spare pixel each side.
+    // Simulation grid at dx (refined by s below): every pixel a probe window touches, one
+    // spare pixel each side. It only carries the forward model (the dump's bytes depend on it);
+    // the ground truth is sampled on the reconstruction's grid instead.
     let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
     for p in &positions {
         for a in 0..2 {
@@ -534,12 +547,21 @@ pub fn simulate_with_progress(
     let fine_shape = [shape[0] * s, shape[1] * s];
     let fine_origin = [(origin[0] * s) as f64, (origin[1] * s) as f64];
     let fine = sim_object.transmission_grid(fine_shape[0], fine_shape[1], fine_dx, fine_origin);
-    let truth = truth_object.transmission_grid(
-        shape[0],
-        shape[1],
+    // Ground truth on the reconstruction's object grid (same raster, pixel, window and margin
+    // as `ReconRequest::build`); the object is analytic, so a fractional origin is exact.
+    let truth_geometry = ScanGeometry::raster(
+        &RasterScan {
+            step_angstrom: [params.step_angstrom; 2],
+            shape: params.scan,
+            rotation_deg: params.scan_rotation_deg,
+        },
         dx,
-        [origin[0] as f64, origin[1] as f64],
-    );
+        m,
+        OBJECT_MARGIN_PX,
+    )?;
+    let truth_shape = truth_geometry.object_shape;
+    let truth_origin = truth_geometry.origin_px();
+    let truth = truth_object.transmission_grid(truth_shape[0], truth_shape[1], dx, truth_origin);
     let fine_probe = params.probe.sample(ms, fine_dx)?;
     let probe = params.probe.sample(m, dx)?;
 
@@ -577,8 +599,8 @@ pub fn simulate_with_progress(
         frames,
         positions,
         object: truth,
-        object_shape: shape,
-        object_origin_px: origin,
+        object_shape: truth_shape,
+        object_origin_px: truth_origin,
         probe,
         expected_mean,
         object_band_limit: sim_object.band_limit(),
@@ -889,13 +911,13 @@ mod tests {
     }
 
     /// The object origin: the truth's pixel `object_origin_px` is at (0, 0) Å, where the Mo
-    /// column sits, so it is a local phase maximum.
+    /// column sits, so the pixel nearest to it is a local phase maximum.
     #[test]
     fn object_origin_is_under_the_first_probe_position() {
         let mut p = small(1);
         p.scan_rotation_deg = 30.0;
         let ds = simulate(&p).unwrap();
-        let [r0, c0] = ds.object_origin_px;
+        let [r0, c0] = ds.object_origin_px.map(|v| v.round() as usize);
         let cols = ds.object_shape[1];
         let phase = |r: usize, c: usize| ds.object[r * cols + c].arg();
         let here = phase(r0, c0);
@@ -904,11 +926,41 @@ mod tests {
         }
         // Every position's window lies inside the object.
         let dx = p.pixel_angstrom();
+        let [r0, c0] = ds.object_origin_px;
         for pos in &ds.positions {
-            let r = r0 as f64 + pos[0] / dx;
-            let c = c0 as f64 + pos[1] / dx;
+            let r = r0 + pos[0] / dx;
+            let c = c0 + pos[1] / dx;
             assert!(r - 16.0 >= 0.0 && r + 16.0 < ds.object_shape[0] as f64);
             assert!(c - 16.0 >= 0.0 && c + 16.0 < ds.object_shape[1] as f64);
+        }
+    }
+
+    /// The truth lies on exactly the reconstruction's object grid (`ReconRequest::build`'s
+    /// `ScanGeometry::raster` with margin 2): same shape, same origin, and every probe position
+    /// at the reconstruction's position, for an unrotated and a rotated scan.
+    #[test]
+    fn truth_grid_is_the_reconstruction_grid() {
+        assert_eq!(OBJECT_MARGIN_PX, 2, "the margin of ReconRequest::build");
+        for angle in [0.0, 30.0] {
+            let mut p = small(1);
+            p.scan_rotation_deg = angle;
+            let ds = simulate(&p).unwrap();
+            let scan = RasterScan {
+                step_angstrom: [p.step_angstrom; 2],
+                shape: p.scan,
+                rotation_deg: angle,
+            };
+            let dx = p.pixel_angstrom();
+            let g = ScanGeometry::raster(&scan, dx, p.detector_px, 2).unwrap();
+            assert_eq!(ds.object_shape, g.object_shape, "{angle}°");
+            assert_eq!(ds.object_origin_px, g.origin_px(), "{angle}°");
+            assert_eq!(ds.object.len(), g.object_shape[0] * g.object_shape[1]);
+            for (a, b) in ds.positions.iter().zip(&g.positions) {
+                for k in 0..2 {
+                    let truth = ds.object_origin_px[k] + a[k] / dx;
+                    assert!((truth - b[k]).abs() < 1e-9, "{angle}°: {truth} vs {}", b[k]);
+                }
+            }
         }
     }
 
