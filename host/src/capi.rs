@@ -26,7 +26,7 @@
 //! # Reconstruction
 //! The configuration has an optional `recon` part (method, optics, scan step, and in JSON the
 //! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`, `wf_step`,
-//! `epsilon`, `truncation`, `tikhonov`, `scan_rotation_deg`). The reconstruction then runs on
+//! `epsilon`, `truncation`, `tikhonov`, `scan_rotation_deg`, `pad`). The reconstruction then runs on
 //! its own thread beside the reduction, one update per pushed frame in push order; its sweeps
 //! run in `ptyflow_finish`, and its results are `object` (`[rows, cols, 2]`) and `probe`
 //! (`[M, M, 2]`), complex values as (re, im) float pairs.
@@ -695,6 +695,8 @@ struct ReconOptions {
     tikhonov: f32,
     #[serde(default)]
     scan_rotation_deg: f64,
+    #[serde(default)]
+    pad: usize,
 }
 fn one_f32() -> f32 {
     1.0
@@ -756,6 +758,7 @@ fn recon_consumer(
         window: (recon.window > 0).then_some(recon.window * options.bin),
         bin: options.bin,
         transpose: false,
+        pad: options.pad,
         sweeps: options.sweeps,
     };
     let centre = plan.disc.map(|d| (d.cx, d.cy));

@@ -160,6 +160,12 @@ pub struct ReconArgs {
     #[arg(long, default_value_t = 1, value_name = "B")]
     pub recon_bin: usize,
 
+    /// Zero-pad the binned window by this many pixels on each side: a finer real-space
+    /// pixel λ/(M·θ) for the larger M, with the angles beyond the window treated as measured
+    /// zeros (an approximation for data whose signal lies inside it, e.g. a bright-field crop).
+    #[arg(long, default_value_t = 0, value_name = "PX")]
+    pub recon_pad: usize,
+
     /// Extra passes over the buffered patterns after the scan (online methods re-iterate;
     /// one pass under-converges).
     #[arg(long, default_value_t = 0, value_name = "K")]
@@ -368,6 +374,7 @@ impl ReconArgs {
             window: self.recon_window,
             bin: self.recon_bin,
             transpose: self.flip,
+            pad: self.recon_pad,
             sweeps: self.sweeps,
         }))
     }

@@ -22,6 +22,11 @@ pub struct ReconWindow {
     pub bin: usize,
     /// Transpose each pattern (swap detector x and y) before it is used.
     pub transpose: bool,
+    /// Zero pixels added on each side of the binned window: the reconstruction sees
+    /// `size/bin + 2·pad` pixels per side (a finer real-space pixel); the angles beyond the
+    /// detector window count as measured zeros, an approximation that suits data whose signal
+    /// is inside the window (e.g. a bright-field-only crop).
+    pub pad: usize,
 }
 
 impl ReconWindow {
@@ -60,12 +65,18 @@ impl ReconWindow {
             size,
             bin,
             transpose: false,
+            pad: 0,
         })
     }
 
-    /// The side `M` the reconstruction sees.
-    pub fn m(&self) -> usize {
+    /// Pixels per side of the binned detector window.
+    pub fn binned(&self) -> usize {
         self.size / self.bin
+    }
+
+    /// The side `M` the reconstruction sees: the binned window plus its padding.
+    pub fn m(&self) -> usize {
+        self.binned() + 2 * self.pad
     }
 }
 
@@ -78,7 +89,8 @@ pub struct ReconConsumer {
     window: ReconWindow,
     bin_u32: Vec<u32>,
     bin_f32: Vec<f32>,
-    transposed: Vec<f32>,
+    /// The `M × M` pattern when it is padded or transposed (its border stays zero).
+    staged: Vec<f32>,
     pattern: PreparedPattern,
 }
 
@@ -108,9 +120,9 @@ impl ReconConsumer {
             recon,
             binner,
             window,
-            bin_u32: vec![0; m * m],
-            bin_f32: vec![0.0; m * m],
-            transposed: vec![0.0; m * m],
+            bin_u32: vec![0; window.binned().pow(2)],
+            bin_f32: vec![0.0; window.binned().pow(2)],
+            staged: vec![0.0; m * m],
         })
     }
 
@@ -135,14 +147,16 @@ impl ReconConsumer {
     }
 
     fn feed<T: Copy + Into<f64>>(&mut self, index: usize, binned: &[T]) -> Result<()> {
-        if self.window.transpose {
-            let m = self.window.m();
-            for (r, row) in binned.chunks_exact(m).enumerate() {
+        let w = &self.window;
+        if w.transpose || w.pad > 0 {
+            let (b, m, pad) = (w.binned(), w.m(), w.pad);
+            for (r, row) in binned.chunks_exact(b).enumerate() {
                 for (c, &v) in row.iter().enumerate() {
-                    self.transposed[c * m + r] = Into::<f64>::into(v) as f32;
+                    let (y, x) = if w.transpose { (c, r) } else { (r, c) };
+                    self.staged[(y + pad) * m + x + pad] = Into::<f64>::into(v) as f32;
                 }
             }
-            self.pattern.prepare(&self.transposed)?;
+            self.pattern.prepare(&self.staged)?;
         } else {
             self.pattern.prepare(binned)?;
         }
@@ -211,6 +225,8 @@ pub struct ReconRequest {
     pub bin: usize,
     /// Transpose each pattern (swap detector x and y).
     pub transpose: bool,
+    /// Zero pixels added on each side of the binned window (see [`ReconWindow::pad`]).
+    pub pad: usize,
     /// Extra passes over the buffered patterns after the scan.
     pub sweeps: usize,
 }
@@ -244,6 +260,7 @@ impl ReconRequest {
         let centre = centre.unwrap_or(((frame.width() / 2) as f64, (frame.height() / 2) as f64));
         let mut window = ReconWindow::centred(frame, size, self.bin, centre)?;
         window.transpose = self.transpose;
+        window.pad = self.pad;
         let m = window.m();
         let dx = window_pixel_angstrom(self.kv, m, self.mrad_per_px * self.bin as f64);
         let probe = match &self.probe {
@@ -382,5 +399,61 @@ pub fn lit_region(recon: &Reconstructor) -> (usize, usize, usize, usize) {
         (0, rows, 0, cols)
     } else {
         (r0, r1, c0, c1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optics::ProbeParams;
+    use crate::recon::{EpieParams, Method};
+
+    /// A padded, transposed window: the prepared pattern is the binned crop, transposed, in
+    /// the middle of an M × M frame of zeros.
+    #[test]
+    fn padding_and_transpose_stage_the_window() {
+        let frame = FrameGeometry::new(16, 16).unwrap();
+        let request = ReconRequest {
+            method: Method::Epie(EpieParams::default()),
+            probe: ProbeSource::Optics(ProbeParams::new(80.0, 10.0, 100.0)),
+            kv: 80.0,
+            mrad_per_px: 1.0,
+            step_angstrom: 2.0,
+            scan_rotation_deg: 0.0,
+            window: Some(8),
+            bin: 2,
+            transpose: true,
+            pad: 3,
+            sweeps: 0,
+        };
+        let mut c = request.build(frame, (1, 1), Some((7.5, 7.5))).unwrap();
+        assert_eq!((c.window().binned(), c.window().m()), (4, 10));
+        // Binned pixel 2 = M/2 − pad has its centre at 3 + 2·2 + ½ = 7.5, the disc centre.
+        assert_eq!((c.window().x0, c.window().y0), (3, 3));
+        let pixels: Vec<u16> = (0..256).map(|i| (i % 16 + 16 * (i / 16)) as u16).collect();
+        c.consume(0, Frame::U16(&pixels)).unwrap();
+        let got = c.pattern.intensity_detector_layout();
+        for y in 0..10 {
+            for x in 0..10 {
+                let inside = (3..7).contains(&y) && (3..7).contains(&x);
+                let want = if inside {
+                    // Binned pixel (row, col) = (x − 3, y − 3) after the transpose.
+                    let (r, col) = (x - 3, y - 3);
+                    let mut s = 0.0;
+                    for dy in 0..2 {
+                        for dx in 0..2 {
+                            s += pixels[(3 + 2 * r + dy) * 16 + 3 + 2 * col + dx] as f32;
+                        }
+                    }
+                    s
+                } else {
+                    0.0
+                };
+                assert!(
+                    (got[y * 10 + x] - want).abs() < 1e-3 * want.max(1.0),
+                    "({y},{x})"
+                );
+            }
+        }
     }
 }
