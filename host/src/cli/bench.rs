@@ -77,13 +77,13 @@ pub fn run(args: Args) -> Result<()> {
             header_done = true;
             let _ = writeln!(
                 out,
-                "{:<10} {:>11} {:>10} {:>7} {:>9} {:>10} {:>4}  what",
+                "{:<16} {:>11} {:>10} {:>7} {:>9} {:>10} {:>4}  what",
                 "workload", "frame", "frames/s", "GB/s", "of bw", "target", "met"
             );
         }
         let _ = writeln!(
             out,
-            "{:<10} {:>11} {:>10.0} {:>7.2} {:>8.0}% {:>10.0} {:>4}  {}",
+            "{:<16} {:>11} {:>10.0} {:>7.2} {:>8.0}% {:>10.0} {:>4}  {}",
             row.workload,
             row.frame,
             row.fps,

@@ -42,7 +42,10 @@ fn quick_json_has_one_object_per_workload_with_positive_numbers() {
         }
         assert!(obj["met"].is_boolean(), "{row}");
         let frame = obj["frame"].as_str().expect("frame is a string");
-        assert!(frame.contains('x') && frame.ends_with("u16"), "{frame}");
+        assert!(
+            frame.contains('x') && (frame.ends_with("u16") || frame.ends_with("f32")),
+            "{frame}"
+        );
     }
     assert!(
         run.stderr.contains("GB/s"),
