@@ -44,7 +44,7 @@ use crate::pipeline::OrderedConsumer;
 use crate::pipeline::detectors::{Disc, VirtualSpec};
 use crate::pipeline::push::{CounterReader, PushError, PushOptions, PushPipeline};
 use crate::pipeline::reduce::{ReducePlan, Reducer};
-use crate::pipeline::replay::scan_shaped;
+use crate::pipeline::replay::{NamedArray, reduction_outputs};
 use crate::source::{Frame, PixelKind};
 
 // ---------------------------------------------------------------------------------------------
@@ -217,13 +217,6 @@ struct Running {
     pipeline: PushPipeline<CapiConsumer>,
     plan: Arc<ReducePlan>,
     scan: Scan,
-}
-
-/// One result: a name, a C-order shape and `f32` values.
-struct NamedArray {
-    name: String,
-    shape: Vec<usize>,
-    data: Vec<f32>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -808,62 +801,16 @@ impl ResultConsumer for ReconStage {
     }
 }
 
-/// The results of a finished run, in the layout of `ptyflow replay`'s `.npy` outputs: per-frame
-/// values placed at their scan positions (`[rows, cols]` or `[rows, cols, channels]`; a position
-/// whose frame was never pushed holds 0, as the reducer does not track arrivals), patterns
-/// `[height, width]` of the binned frame.
+/// The results of a finished run: the reduction's outputs exactly as `ptyflow replay` writes
+/// them ([`reduction_outputs`]; a position whose frame was never pushed holds 0, as the
+/// reducer does not track arrivals), then the reconstruction's.
 fn collect_results(
     plan: &ReducePlan,
     reducer: &Reducer,
     scan: &Scan,
     consumer: Option<CapiConsumer>,
 ) -> crate::Result<Vec<NamedArray>> {
-    let (rows, cols) = (scan.rows(), scan.cols());
-    let (h, w) = (plan.stage.height(), plan.stage.width());
-    let mut out = Vec::new();
-    let mut add = |name: String, shape: Vec<usize>, data: Vec<f32>| {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        out.push(NamedArray { name, shape, data });
-    };
-    let stats = reducer.pattern_stats()?;
-    add(
-        "dose".into(),
-        vec![rows, cols],
-        scan_shaped(
-            scan,
-            &reducer.dose().iter().map(|&v| v as f32).collect::<Vec<_>>(),
-            1,
-        ),
-    );
-    add(
-        "mean".into(),
-        vec![h, w],
-        stats.mean.iter().map(|&v| v as f32).collect(),
-    );
-    add(
-        "var".into(),
-        vec![h, w],
-        stats.var.iter().map(|&v| v as f32).collect(),
-    );
-    for slot in &plan.detectors {
-        let shaped = scan_shaped(scan, &reducer.detector_values(slot), slot.len);
-        let name = format!("virtual_{}", slot.name);
-        if slot.kind == "com" {
-            for (axis, c) in ["x", "y"].iter().zip(0..) {
-                let one = shaped.iter().skip(c).step_by(2).copied().collect();
-                add(format!("{name}_{axis}"), vec![rows, cols], one);
-            }
-        } else if slot.len == 1 {
-            add(name, vec![rows, cols], shaped);
-        } else {
-            let total = shaped
-                .chunks_exact(slot.len)
-                .map(|c| c.iter().sum())
-                .collect();
-            add(name.clone(), vec![rows, cols, slot.len], shaped);
-            add(format!("{name}_sum"), vec![rows, cols], total);
-        }
-    }
+    let mut out = reduction_outputs(plan, reducer, scan, plan.frames)?;
     if let Some(c) = consumer {
         out.extend(c.0.into_results()?);
     }
