@@ -31,15 +31,19 @@ fn values(frame: Frame<'_>) -> Vec<u64> {
     }
 }
 
+/// The Merlin folder of the real data and its `reference.json`.
+pub(crate) fn merlin_reference(realdata: &std::path::Path) -> (std::path::PathBuf, Value) {
+    let merlin = realdata.join("merlin");
+    let text = std::fs::read_to_string(merlin.join("reference.json")).unwrap();
+    (merlin, serde_json::from_str(&text).unwrap())
+}
+
 #[test]
 fn merlin_files_match_reference() {
     let Some(realdata) = ptyflow_suite::realdata_dir() else {
         return;
     };
-    let merlin = realdata.join("merlin");
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(merlin.join("reference.json")).unwrap())
-            .unwrap();
+    let (merlin, reference) = merlin_reference(&realdata);
     let tmp = tempfile::tempdir().unwrap();
     extract(&merlin, tmp.path());
 

@@ -345,10 +345,7 @@ fn real_merlin_4x2_dose_is_the_reference_sums() {
     let Some(realdata) = ptyflow_suite::realdata_dir() else {
         return;
     };
-    let merlin = realdata.join("merlin");
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(merlin.join("reference.json")).unwrap())
-            .unwrap();
+    let (merlin, reference) = crate::realdata::merlin_reference(&realdata);
     let key = "Merlin_navigation4x2_ROI/001_4x2_6bit.mib";
     let want: Vec<u64> = reference[key]["per_frame_sums"]
         .as_array()
