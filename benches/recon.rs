@@ -1,7 +1,8 @@
-//! Criterion benches of the online reconstruction: one ePIE update and one Poisson
-//! Wirtinger-flow update per pattern at windows of 32², 64² and 128², beside the cost of the
-//! 2-D FFT pair every update needs (the bound on updates per second). One thread; throughput
-//! in updates (patterns). Set-up (simulation, preparation, plans) is outside `b.iter`.
+//! Criterion benches of the online reconstruction: one ePIE update (probe held, and updating
+//! the probe) and one Poisson Wirtinger-flow update per pattern at windows of 32², 64² and
+//! 128², beside the cost of the 2-D FFT pair every update needs (the bound on updates per
+//! second). The online stream, one thread; throughput in updates (patterns). Set-up
+//! (simulation, preparation, plans) is outside `b.iter`.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use num_complex::Complex32;
-use ptyflow::benchmark::recon::{case, epie, poisson_wf};
+use ptyflow::benchmark::recon::{case, epie, epie_with_probe, poisson_wf};
 use ptyflow::recon::fft::Fft2;
 
 fn config() -> Criterion {
@@ -24,8 +25,13 @@ fn config() -> Criterion {
 fn updates(c: &mut Criterion) {
     let mut group = c.benchmark_group("recon_update");
     for m in [32, 64, 128] {
-        for (name, method) in [("epie", epie()), ("poisson_wf", poisson_wf())] {
-            let mut case = case(m, 4, method).expect("benchmark case");
+        let methods = [
+            ("epie", epie()),
+            ("epie_probe", epie_with_probe()),
+            ("poisson_wf", poisson_wf()),
+        ];
+        for (name, method) in methods {
+            let mut case = case(m, 4, method, false).expect("benchmark case");
             let n = case.patterns.len();
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function(BenchmarkId::new(name, m), |b| {

@@ -613,15 +613,16 @@ impl Config {
         )
         .map_err(CapiError::config)?;
         let plan = Arc::new(plan);
+        let defaults = PushOptions::default();
+        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
         let consumer = match &self.recon {
             None => None,
             Some(recon) => {
                 recon.validate(mrad)?;
-                Some(recon_consumer(recon, mrad, &plan, &scan)?)
+                let threads = pick(self.threads, defaults.threads);
+                Some(recon_consumer(recon, mrad, &plan, &scan, threads)?)
             }
         };
-        let defaults = PushOptions::default();
-        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
         let opts = PushOptions {
             threads: pick(self.threads, defaults.threads),
             batch_frames: pick(self.batch_frames, defaults.batch_frames),
@@ -707,11 +708,13 @@ fn poisson() -> String {
 /// Builds the in-order reconstruction stage from the validated `recon` configuration, the
 /// pipeline's detector sampling, the plan (frame geometry, disc) and the scan. The window
 /// (`recon.window` = M binned pixels, 0 = the whole square frame) is centred on the disc.
+/// The sweeps after the scan run on `threads` threads (the reduction is done by then).
 fn recon_consumer(
     recon: &ReconConfig,
     pipeline_mrad_per_px: Option<f64>,
     plan: &Arc<ReducePlan>,
     scan: &Scan,
+    threads: usize,
 ) -> CResult<CapiConsumer> {
     use crate::pipeline::recon::{ProbeSource, ReconRequest};
     use crate::recon::{EpieParams, Loss, Method, ProbeUpdate, WfParams};
@@ -755,9 +758,10 @@ fn recon_consumer(
         sweeps: options.sweeps,
     };
     let centre = plan.disc.map(|d| (d.cx, d.cy));
-    let consumer = request
+    let mut consumer = request
         .build(plan.frame, (scan.rows(), scan.cols()), centre)
         .map_err(CapiError::config)?;
+    consumer.reconstructor_mut().set_threads(threads);
     Ok(CapiConsumer(Box::new(ReconStage {
         consumer,
         sweeps: options.sweeps,

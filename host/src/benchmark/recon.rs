@@ -1,14 +1,20 @@
-//! W4 and W5: updates per second of the online reconstruction (ePIE; Poisson Wirtinger flow)
-//! at window sizes 32 and 64 (128 in the criterion benches), one thread.
+//! W4 and W5: updates per second of the reconstruction (ePIE; Poisson Wirtinger flow) at
+//! window sizes 32 and 64 (128 in the criterion benches).
 //!
 //! The data is simulated once (paper 001's in-focus MoS₂ geometry scaled to the window: the
-//! bright-field disc spans half the window), prepared once, and then every timed pass runs
-//! one [`Reconstructor::update`] per pattern, exactly what `ptyflow replay --recon` does per
-//! arriving frame. Positions are sub-pixel, so every update includes the probe's Fourier shift.
+//! bright-field disc spans half the window), prepared once, and fed through one online pass
+//! (untimed). Positions are sub-pixel, so every update includes the probe's Fourier shift.
 //!
-//! The reconstruction is one ordered stream: consecutive scan positions overlap, so updates
-//! depend on each other. The second core runs the reduction workers beside it in `replay`;
-//! running non-overlapping positions concurrently is not implemented (see the issue notes).
+//! - **W4 ePIE, W5 Poisson-WF** (the targets): revisit sweeps with the probe held, as ePIE's
+//!   online pass and every Wirtinger-flow pass run it. A sweep cuts the object into stripes
+//!   whose windows do not overlap and runs them on [`Context::threads`] threads (see
+//!   [`Reconstructor::sweep`]); with one thread this is the online stream's per-update cost.
+//! - **W4 ePIE+probe**: ePIE's default revisit sweeps, which update the probe at every
+//!   pattern, the most work per update. Every update changes the one shared probe, so this is
+//!   one ordered stream on one thread.
+//!
+//! The online pass inside `replay` is one stream in arrival order (consecutive positions
+//! overlap); the second core runs the reduction beside it.
 
 use super::{Context, Measurement, Workload};
 use crate::recon::{
@@ -27,8 +33,9 @@ pub struct ReconCase {
     pub patterns: Vec<PreparedPattern>,
 }
 
-/// Simulates a `scan × scan` dataset on an `m × m` detector and builds the engine for `method`.
-pub fn case(m: usize, scan: usize, method: Method) -> Result<ReconCase> {
+/// Simulates a `scan × scan` dataset on an `m × m` detector and builds the engine for `method`
+/// (keeping the patterns for sweeps when `keep_patterns`).
+pub fn case(m: usize, scan: usize, method: Method, keep_patterns: bool) -> Result<ReconCase> {
     let mut p = SimParams::preset(Preset::Mos2Focus);
     p.detector_px = m;
     // Disc radius m/4 pixels: α / θ_px = m / 4.
@@ -53,15 +60,23 @@ pub fn case(m: usize, scan: usize, method: Method) -> Result<ReconCase> {
     let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
     let probe = p.probe.sample(m, dx)?;
     let mut setup = ReconSetup::new(method, probe, m, geometry);
-    setup.keep_patterns = false;
+    setup.keep_patterns = keep_patterns;
     Ok(ReconCase {
         recon: Reconstructor::new(setup)?,
         patterns,
     })
 }
 
-/// ePIE with the probe updated from the first pattern (the most work per update).
+/// ePIE with the probe held (the online pass's default).
 pub fn epie() -> Method {
+    Method::Epie(EpieParams {
+        probe_update: ProbeUpdate::Never,
+        ..EpieParams::default()
+    })
+}
+
+/// ePIE with the probe updated from the first pattern (the most work per update).
+pub fn epie_with_probe() -> Method {
     Method::Epie(EpieParams {
         probe_update: ProbeUpdate::AfterUpdates(0),
         ..EpieParams::default()
@@ -73,37 +88,67 @@ pub fn poisson_wf() -> Method {
     Method::Wf(WfParams::new(Loss::Poisson))
 }
 
-fn measure(ctx: &Context, m: usize, method: Method) -> Result<Measurement> {
-    let mut c = case(m, ctx.pick(10, 6), method)?;
-    let (recon, patterns) = (&mut c.recon, &c.patterns);
+fn no_skips(recon: &Reconstructor) -> Result<()> {
+    if recon.skipped() > 0 {
+        return Err(Error::param(
+            "bench",
+            "the benchmark patterns were skipped (no counts)",
+        ));
+    }
+    Ok(())
+}
+
+/// Sweeps with the probe held on `ctx.threads` threads, after an untimed online pass.
+fn sweeps(ctx: &Context, m: usize, method: Method) -> Result<Measurement> {
+    let mut c = case(m, ctx.pick(40, 24), method, true)?;
+    let recon = &mut c.recon;
+    recon.set_threads(ctx.threads);
+    for (i, p) in c.patterns.iter().enumerate() {
+        recon.update(i, p)?;
+    }
     Measurement::repeat(ctx.seconds, || {
-        for (i, p) in patterns.iter().enumerate() {
-            recon.update(i, p)?;
-        }
-        if recon.skipped() > 0 {
-            return Err(Error::param(
-                "bench",
-                "the benchmark patterns were skipped (no counts)",
-            ));
-        }
-        Ok(patterns.len() as u64)
+        let report = recon.sweep()?;
+        no_skips(recon)?;
+        Ok(report.patterns)
+    })
+}
+
+/// Sweeps of ePIE refining the probe at every pattern (its default from the first sweep on),
+/// one ordered stream, one thread.
+fn probe_sweeps(ctx: &Context, m: usize) -> Result<Measurement> {
+    let method = Method::Epie(EpieParams::default());
+    let mut c = case(m, ctx.pick(10, 6), method, true)?;
+    let recon = &mut c.recon;
+    for (i, p) in c.patterns.iter().enumerate() {
+        recon.update(i, p)?;
+    }
+    Measurement::repeat(ctx.seconds, || {
+        let report = recon.sweep()?;
+        no_skips(recon)?;
+        Ok(report.patterns)
     })
 }
 
 fn w4_64(ctx: &Context) -> Result<Measurement> {
-    measure(ctx, 64, epie())
+    sweeps(ctx, 64, epie())
 }
 fn w4_32(ctx: &Context) -> Result<Measurement> {
-    measure(ctx, 32, epie())
+    sweeps(ctx, 32, epie())
 }
 fn w5_64(ctx: &Context) -> Result<Measurement> {
-    measure(ctx, 64, poisson_wf())
+    sweeps(ctx, 64, poisson_wf())
 }
 fn w5_32(ctx: &Context) -> Result<Measurement> {
-    measure(ctx, 32, poisson_wf())
+    sweeps(ctx, 32, poisson_wf())
+}
+fn w4p_64(ctx: &Context) -> Result<Measurement> {
+    probe_sweeps(ctx, 64)
+}
+fn w4p_32(ctx: &Context) -> Result<Measurement> {
+    probe_sweeps(ctx, 32)
 }
 
-/// W4 and W5 at 64 × 64 and 32 × 32 (frames/s here = updates per second, one thread).
+/// W4 and W5 at 64 × 64 and 32 × 32 (frames/s here = updates per second).
 pub fn workloads() -> Vec<Workload> {
     let w = |name, description, m, target_fps, run| Workload {
         name,
@@ -115,35 +160,16 @@ pub fn workloads() -> Vec<Workload> {
         target_fps,
         run,
     };
+    const HELD: &str = "ePIE update, probe held, sub-pixel shift; striped sweeps on all threads";
+    const WF: &str = "Wirtinger-flow update, Poisson loss; striped sweeps on all threads";
+    const PROBE: &str = "ePIE sweep updating object and probe, one ordered stream, 1 thread";
     vec![
-        w(
-            "W4 ePIE 64",
-            "ePIE update (object + probe, sub-pixel shift), 1 thread",
-            64,
-            50e3,
-            w4_64,
-        ),
-        w(
-            "W4 ePIE 32",
-            "ePIE update (object + probe, sub-pixel shift), 1 thread",
-            32,
-            150e3,
-            w4_32,
-        ),
-        w(
-            "W5 Poisson-WF 64",
-            "Wirtinger-flow update, Poisson loss, 1 thread",
-            64,
-            50e3,
-            w5_64,
-        ),
-        w(
-            "W5 Poisson-WF 32",
-            "Wirtinger-flow update, Poisson loss, 1 thread",
-            32,
-            150e3,
-            w5_32,
-        ),
+        w("W4 ePIE 64", HELD, 64, 50e3, w4_64),
+        w("W4 ePIE 32", HELD, 32, 150e3, w4_32),
+        w("W5 Poisson-WF 64", WF, 64, 50e3, w5_64),
+        w("W5 Poisson-WF 32", WF, 32, 150e3, w5_32),
+        w("W4 ePIE+probe 64", PROBE, 64, 50e3, w4p_64),
+        w("W4 ePIE+probe 32", PROBE, 32, 150e3, w4p_32),
     ]
 }
 
@@ -153,8 +179,8 @@ mod tests {
 
     #[test]
     fn cases_build_and_update() {
-        for method in [epie(), poisson_wf()] {
-            let mut c = case(32, 3, method).unwrap();
+        for method in [epie(), epie_with_probe(), poisson_wf()] {
+            let mut c = case(32, 3, method, false).unwrap();
             for (i, p) in c.patterns.iter().enumerate() {
                 c.recon.update(i, p).unwrap();
             }

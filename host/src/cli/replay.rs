@@ -404,6 +404,10 @@ pub fn run(args: Args) -> Result<()> {
             };
             let mut consumer = request.build(frame, (scan.rows(), scan.cols()), centre)?;
             let mut outcome = replay_dump(&config, &dump, Some(&mut consumer))?;
+            // The reduction is done: the sweeps may use every worker thread.
+            consumer
+                .reconstructor_mut()
+                .set_threads(config.run.threads);
             let mut written = Vec::new();
             let summary = recon::finish(
                 &mut consumer,

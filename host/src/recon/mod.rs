@@ -24,19 +24,29 @@
 //!   The window's top-left pixel is `round(position) − M/2`; the remaining sub-pixel part
 //!   `f ∈ [−½, ½]²` is applied by **Fourier-shifting the probe**: `P_f = F⁻¹[F[P]·e^{−2πi k·f/M}]`
 //!   with the separable phase ramp computed per update into preallocated scratch (2M complex
-//!   exponentials) and `F[P]` cached until the probe changes. This costs one extra FFT per
-//!   update (three more when ePIE also updates the probe, whose update is shifted back by `−f`);
-//!   positions within 10⁻³ pixel of an integer skip it. No interpolation, so no blurring.
+//!   exponentials) and `F[P]` kept beside the probe. This costs one extra inverse FFT per
+//!   update; ePIE's probe update adds one forward FFT (the correction is shifted back by `−f`
+//!   and added in Fourier space). Positions within 10⁻³ pixel of an integer
+//!   skip the shift. No interpolation, so no blurring.
+//! - The step is scaled by `max|P_f|²`, the maximum of the probe as placed for the update.
 //! - Start: vacuum, `O = 1` (or a given object).
 //!
 //! # Losses reported
-//! Every update evaluates, before changing anything, the chosen loss (ePIE: the amplitude loss)
-//! and the amplitude loss `Σ_k (√Î_k − √I_k)²` in counts, comparable between methods. They are
-//! summed per pass ([`LossReport`]); pass 0 is the online pass, then one per sweep.
+//! Before its update, the pattern of every [`ReconSetup::loss_every`]-th scan index (default
+//! 8) is scored: the chosen loss (ePIE: the amplitude loss) and the amplitude loss
+//! `Σ_k (√Î_k − √I_k)²` in counts, comparable between methods. They are summed per pass
+//! ([`LossReport`]); pass 0 is the online pass, then one per sweep. Scoring every pattern
+//! (with `ln` on every pixel for the Poisson loss) cost more than the update's FFTs.
+//!
+//! # Speed
+//! The per-pixel passes (module `kernels`) are compiled for the baseline and for AVX2 + FMA, picked
+//! once at run time, with the same bits either way. Sweeps with the probe held run on several
+//! threads over object stripes that do not overlap ([`Reconstructor::sweep`]).
 
 pub mod epie;
 pub mod fft;
 pub mod geometry;
+mod kernels;
 pub mod wf;
 
 pub use epie::{EpieParams, ProbeUpdate};
@@ -45,11 +55,15 @@ pub use wf::{Loss, WfParams};
 
 use num_complex::Complex32;
 
+use crate::pipeline::reduce::SimdLevel;
 use crate::{Error, Result};
 use fft::Fft2;
 
 /// Positions closer than this (in pixels) to an integer are not Fourier-shifted.
 const SUBPIXEL_TOLERANCE: f64 = 1e-3;
+
+/// Default of [`ReconSetup::loss_every`].
+pub const DEFAULT_LOSS_EVERY: usize = 8;
 
 /// The reconstruction algorithm and its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -198,18 +212,25 @@ impl PreparedPattern {
 }
 
 /// Loss sums of one pass over the patterns.
+///
+/// The losses are evaluated on a fixed sample of the scan positions, every
+/// [`ReconSetup::loss_every`]-th scan index (the same positions in every pass, so passes
+/// compare), before that position's update: evaluating `ln` on every pixel of every update
+/// would cost more than the update's FFTs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossReport {
     /// Pass number: 0 = the online pass, then one per sweep.
     pub pass: usize,
     /// Updates in this pass.
     pub patterns: u64,
-    /// The method's loss summed over the patterns (ePIE: the amplitude loss), evaluated
-    /// before each update.
+    /// Updates of this pass whose loss was evaluated (the sample the sums below are over).
+    pub evaluated: u64,
+    /// The method's loss (ePIE: the amplitude loss) summed over the evaluated patterns.
     pub loss: f64,
-    /// The amplitude loss `Σ (√Î − √I)²` in counts, the same for every method.
+    /// The amplitude loss `Σ (√Î − √I)²` in counts, the same for every method, summed over the
+    /// evaluated patterns.
     pub amplitude_loss: f64,
-    /// Total measured counts of the patterns of this pass (to normalise the losses).
+    /// Total measured counts of the evaluated patterns (to normalise the losses).
     pub counts: f64,
 }
 
@@ -221,6 +242,15 @@ impl LossReport {
         } else {
             0.0
         }
+    }
+
+    /// Adds another tally of the same pass (from another thread).
+    fn absorb(&mut self, other: &LossReport) {
+        self.patterns += other.patterns;
+        self.evaluated += other.evaluated;
+        self.loss += other.loss;
+        self.amplitude_loss += other.amplitude_loss;
+        self.counts += other.counts;
     }
 }
 
@@ -241,6 +271,9 @@ pub struct ReconSetup {
     pub keep_patterns: bool,
     /// Starting object (row-major, `object_shape`); `None` = vacuum (1).
     pub initial_object: Option<Vec<Complex32>>,
+    /// Evaluate the loss report on every `loss_every`-th scan index (default 8; 1 = every
+    /// pattern). See [`LossReport`].
+    pub loss_every: usize,
 }
 
 impl ReconSetup {
@@ -258,6 +291,7 @@ impl ReconSetup {
             geometry,
             keep_patterns: true,
             initial_object: None,
+            loss_every: DEFAULT_LOSS_EVERY,
         }
     }
 }
@@ -270,6 +304,8 @@ struct Placement {
     /// Sub-pixel shift `[fy, fx]` of the probe, pixels, in `[−½, ½]`.
     frac: [f32; 2],
     shifted: bool,
+    /// The sweep stripe this window lies in: `(phase, stripe)`, see [`Stripes`].
+    stripe: (usize, usize),
 }
 
 /// The prepared patterns seen so far, preallocated.
@@ -282,17 +318,132 @@ struct Store {
     arrival: Vec<usize>,
 }
 
-/// The state an update changes, apart from the pattern store (split so a sweep can read the
-/// store while updating the state).
-struct State {
-    m: usize,
-    method: Method,
+/// One pattern as an update reads it.
+#[derive(Clone, Copy)]
+struct PatternRef<'a> {
+    amp_t: &'a [f32],
+    total: f64,
+    max_count: f32,
+}
+
+impl Store {
+    fn pattern(&self, index: usize, n: usize) -> PatternRef<'_> {
+        PatternRef {
+            amp_t: &self.amp[index * n..(index + 1) * n],
+            total: self.total[index],
+            max_count: self.max[index],
+        }
+    }
+}
+
+/// The horizontal stripes a sweep with a fixed probe is cut into, so that threads can update
+/// disjoint parts of the object at once.
+///
+/// Stripes are `H = 2(M + 2)` object rows high. Phase 0 covers the object with stripes starting
+/// at rows `0, H, 2H, …`; phase 1 with stripes starting at `H/2, 3H/2, …`. A window plus the
+/// one-row margin the Tikhonov Laplacian reads is at most `M + 2 = H/2` rows high, so it lies
+/// wholly inside a phase-0 stripe or, if it crosses a phase-0 boundary, inside the phase-1
+/// stripe centred on that boundary. A sweep runs every phase-0 stripe (in parallel), then every
+/// phase-1 stripe; inside a stripe the patterns go in arrival order. The order depends only on
+/// the geometry, never on the number of threads, so results are the same bits for any
+/// `threads`.
+#[derive(Debug, Clone, Copy)]
+struct Stripes {
+    height: usize,
+}
+
+impl Stripes {
+    fn new(m: usize) -> Self {
+        Stripes {
+            height: 2 * (m + 2),
+        }
+    }
+
+    /// First object row of stripe `k` of `phase`.
+    fn first_row(&self, phase: usize, k: usize) -> usize {
+        phase * self.height / 2 + k * self.height
+    }
+
+    /// `(phase, stripe)` of a window whose rows, with margin, are `[lo, hi)`.
+    fn assign(&self, lo: usize, hi: usize) -> (usize, usize) {
+        let h = self.height;
+        let k = lo / h;
+        if hi <= (k + 1) * h {
+            return (0, k);
+        }
+        // The window crosses row (k + 1)·H and is at most H/2 high, so lo ≥ H/2 and it fits
+        // the phase-1 stripe [(k + ½)·H, (k + 3/2)·H).
+        let k = (lo - h / 2) / h;
+        debug_assert!(hi <= self.first_row(1, k) + h);
+        (1, k)
+    }
+}
+
+/// Rows `[first_row, first_row + data.len() / cols)` of the object (all of it, or one stripe).
+struct Rows<'a> {
+    data: &'a mut [Complex32],
+    first_row: usize,
     cols: usize,
-    object: Vec<Complex32>,
-    probe: Vec<Complex32>,
-    /// `F[P]` transposed, valid unless `probe_spec_dirty`.
-    probe_spec_t: Vec<Complex32>,
-    probe_spec_dirty: bool,
+    /// Rows of the whole object (the Laplacian replicates its edges).
+    object_rows: usize,
+}
+
+impl Rows<'_> {
+    /// Object pixel `(r, c)`, global coordinates.
+    #[inline(always)]
+    fn at(&self, r: usize, c: usize) -> Complex32 {
+        self.data[(r - self.first_row) * self.cols + c]
+    }
+
+    /// `m` pixels of object row `r` from column `c`, global coordinates.
+    #[inline(always)]
+    fn row(&mut self, r: usize, c: usize, m: usize) -> &mut [Complex32] {
+        &mut self.data[(r - self.first_row) * self.cols + c..][..m]
+    }
+}
+
+/// The probe in real space and as its transposed spectrum `F[P]` (what sub-pixel shifts start
+/// from). ePIE's probe update changes one of the two and marks the other stale; each is
+/// recomputed (one FFT) only when something reads it, so a run of probe updates at sub-pixel
+/// positions stays in Fourier space.
+struct Probe {
+    real: Vec<Complex32>,
+    spec_t: Vec<Complex32>,
+    real_stale: bool,
+    spec_stale: bool,
+}
+
+impl Probe {
+    /// Makes `spec_t` current (`tmp`: window scratch).
+    fn sync_spectrum(&mut self, fft: &mut Fft2, tmp: &mut [Complex32]) {
+        if self.spec_stale {
+            tmp.copy_from_slice(&self.real);
+            fft.forward_transposed(tmp, &mut self.spec_t);
+            self.spec_stale = false;
+        }
+    }
+
+    /// Makes `real` current (`tmp`: window scratch).
+    fn sync_real(&mut self, fft: &mut Fft2, tmp: &mut [Complex32]) {
+        if self.real_stale {
+            let norm = 1.0 / tmp.len() as f32;
+            for (t, s) in tmp.iter_mut().zip(&self.spec_t) {
+                *t = s * norm;
+            }
+            fft.inverse_from_transposed(tmp, &mut self.real);
+            self.real_stale = false;
+        }
+    }
+
+    /// Makes both current.
+    fn sync(&mut self, fft: &mut Fft2, tmp: &mut [Complex32]) {
+        self.sync_real(fft, tmp);
+        self.sync_spectrum(fft, tmp);
+    }
+}
+
+/// The FFT plans and window-sized buffers of one thread's updates.
+struct Scratch {
     fft: Fft2,
     psi: Vec<Complex32>,
     far: Vec<Complex32>,
@@ -301,6 +452,71 @@ struct State {
     lap: Vec<Complex32>,
     ramp_y: Vec<Complex32>,
     ramp_x: Vec<Complex32>,
+}
+
+impl Scratch {
+    fn new(m: usize) -> Self {
+        let zero = Complex32::new(0.0, 0.0);
+        Scratch {
+            fft: Fft2::new(m),
+            psi: vec![zero; m * m],
+            far: vec![zero; m * m],
+            probe_s: vec![zero; m * m],
+            dprobe: vec![zero; m * m],
+            lap: vec![zero; m * m],
+            ramp_y: vec![zero; m],
+            ramp_x: vec![zero; m],
+        }
+    }
+}
+
+/// What one update reads besides its pattern.
+struct Step<'a> {
+    m: usize,
+    method: &'a Method,
+    probe: &'a Probe,
+    place: &'a Placement,
+    /// Evaluate the losses of this pattern for the report.
+    evaluate: bool,
+    /// ePIE's probe step β when the probe is updated now, else 0.
+    probe_beta: f32,
+    /// The instruction set to run on.
+    simd: SimdLevel,
+}
+
+/// What an update reports back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// No counts (or no probe): nothing changed.
+    Skipped,
+    /// The object was updated.
+    Updated,
+    /// The object was updated and `scratch.dprobe` holds ePIE's probe correction, in the
+    /// frame of the sub-pixel shifted probe.
+    UpdatedWithProbeCorrection,
+}
+
+/// One thread's sums over the updates it ran.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    skipped: u64,
+    report: LossReport,
+}
+
+/// The state an update changes, apart from the pattern store (split so a sweep can read the
+/// store while updating the state).
+struct State {
+    m: usize,
+    method: Method,
+    rows: usize,
+    cols: usize,
+    loss_every: usize,
+    /// The instruction set updates run on ([`SimdLevel::detect`]).
+    simd: SimdLevel,
+    object: Vec<Complex32>,
+    probe: Probe,
+    /// The scratch of the calling thread, then one per extra sweep thread.
+    scratch: Vec<Scratch>,
     updates: u64,
     skipped: u64,
     pass: usize,
@@ -312,6 +528,7 @@ pub struct Reconstructor {
     state: State,
     geometry: ScanGeometry,
     placements: Vec<Placement>,
+    stripes: Stripes,
     store: Option<Store>,
     history: Vec<LossReport>,
 }
@@ -339,10 +556,14 @@ impl Reconstructor {
             geometry,
             keep_patterns,
             initial_object,
+            loss_every,
         } = setup;
         method.validate()?;
         if m < 2 {
             return Err(Error::param("window", format!("{m}, expected ≥ 2")));
+        }
+        if loss_every == 0 {
+            return Err(Error::param("loss_every", "0, expected ≥ 1"));
         }
         if probe.len() != m * m {
             return Err(Error::param(
@@ -368,18 +589,21 @@ impl Reconstructor {
             }
             None => vec![Complex32::new(1.0, 0.0); rows * cols],
         };
+        let stripes = Stripes::new(m);
         let placements = geometry
             .positions
             .iter()
             .map(|p| {
                 let (ry, rx) = (p[0].round(), p[1].round());
                 let frac = [(p[0] - ry) as f32, (p[1] - rx) as f32];
+                let row0 = ry as usize - m / 2;
                 Placement {
-                    row0: ry as usize - m / 2,
+                    row0,
                     col0: rx as usize - m / 2,
                     frac,
                     shifted: (p[0] - ry).abs() > SUBPIXEL_TOLERANCE
                         || (p[1] - rx).abs() > SUBPIXEL_TOLERANCE,
+                    stripe: stripes.assign(row0.saturating_sub(1), (row0 + m + 1).min(rows)),
                 }
             })
             .collect();
@@ -395,19 +619,18 @@ impl Reconstructor {
         let state = State {
             m,
             method,
+            rows,
             cols,
+            loss_every,
+            simd: SimdLevel::detect(),
             object,
-            probe,
-            probe_spec_t: vec![zero; m * m],
-            probe_spec_dirty: true,
-            fft: Fft2::new(m),
-            psi: vec![zero; m * m],
-            far: vec![zero; m * m],
-            probe_s: vec![zero; m * m],
-            dprobe: vec![zero; m * m],
-            lap: vec![zero; m * m],
-            ramp_y: vec![zero; m],
-            ramp_x: vec![zero; m],
+            probe: Probe {
+                real: probe,
+                spec_t: vec![zero; m * m],
+                real_stale: false,
+                spec_stale: true,
+            },
+            scratch: vec![Scratch::new(m)],
             updates: 0,
             skipped: 0,
             pass: 0,
@@ -417,9 +640,27 @@ impl Reconstructor {
             state,
             geometry,
             placements,
+            stripes,
             store,
             history: Vec::new(),
         })
+    }
+
+    /// Lets [`Reconstructor::sweep`] run on `threads` threads (default 1) when the probe is
+    /// held fixed; plans and allocates each extra thread's scratch now. The online updates
+    /// are always one stream in arrival order.
+    pub fn set_threads(&mut self, threads: usize) {
+        let threads = threads.max(1);
+        let m = self.state.m;
+        self.state.scratch.truncate(threads);
+        while self.state.scratch.len() < threads {
+            self.state.scratch.push(Scratch::new(m));
+        }
+    }
+
+    /// Threads a sweep with a fixed probe uses.
+    pub fn threads(&self) -> usize {
+        self.state.scratch.len()
     }
 
     /// A pattern buffer of the right size for [`PreparedPattern::prepare`].
@@ -459,18 +700,25 @@ impl Reconstructor {
                 store.arrival.push(index);
             }
         }
-        self.state.apply(
-            &self.placements[index],
-            &pattern.amp_t,
-            pattern.total,
-            pattern.max_count,
-        );
+        let pat = PatternRef {
+            amp_t: &pattern.amp_t,
+            total: pattern.total,
+            max_count: pattern.max_count,
+        };
+        self.state.apply(index, &self.placements[index], pat);
+        self.state.sync_probe_real();
         Ok(())
     }
 
-    /// One further pass over every kept pattern, in arrival order (the revisit budget after
-    /// the scan). Closes the running pass first; returns this sweep's [`LossReport`].
-    /// Errors if patterns were not kept.
+    /// One further pass over every kept pattern (the revisit budget after the scan). Closes
+    /// the running pass first; returns this sweep's [`LossReport`]. Errors if patterns were not
+    /// kept.
+    ///
+    /// While ePIE updates the probe, the sweep is one stream in arrival order. With the probe
+    /// held (Wirtinger flow, or ePIE before its probe updates start) it runs stripe by stripe
+    /// (see [`Reconstructor::set_threads`]): the stripes of one phase touch disjoint object
+    /// rows and run in parallel, patterns in arrival order within each stripe. The result
+    /// does not depend on the number of threads.
     pub fn sweep(&mut self) -> Result<LossReport> {
         let Some(store) = self.store.as_ref() else {
             return Err(Error::param(
@@ -478,18 +726,26 @@ impl Reconstructor {
                 "the reconstruction was built without keeping patterns",
             ));
         };
-        self.state.close_pass(&mut self.history);
-        let n = self.state.m * self.state.m;
-        for &index in &store.arrival {
-            self.state.apply(
-                &self.placements[index],
-                &store.amp[index * n..(index + 1) * n],
-                store.total[index],
-                store.max[index],
-            );
+        let state = &mut self.state;
+        state.close_pass(&mut self.history);
+        let n = state.m * state.m;
+        let seen = store.arrival.len() as u64;
+        let probe_fixed = match &state.method {
+            Method::Wf(_) => true,
+            // Probe activity only grows with the update count, so checking the last
+            // update of this sweep covers all of them.
+            Method::Epie(p) => !p.probe_active(state.updates + seen, state.pass),
+        };
+        if probe_fixed {
+            state.sweep_striped(store, &self.placements, self.stripes);
+        } else {
+            for &index in &store.arrival {
+                state.apply(index, &self.placements[index], store.pattern(index, n));
+            }
+            state.sync_probe_real();
         }
-        let report = self.state.running;
-        self.state.close_pass(&mut self.history);
+        let report = state.running;
+        state.close_pass(&mut self.history);
         Ok(report)
     }
 
@@ -537,7 +793,7 @@ impl Reconstructor {
 
     /// The probe on the window (`Σ|P|² = 1`), centred at `(M/2, M/2)`, row-major.
     pub fn probe(&self) -> &[Complex32] {
-        &self.state.probe
+        &self.state.probe.real
     }
 
     /// The window side `M`.
@@ -580,6 +836,211 @@ fn fill_ramp(ramp: &mut [Complex32], f: f32) {
     }
 }
 
+/// `dst = F⁻¹[spec·ramp(frac)]/M²`: the array whose transposed spectrum is `spec_t`, shifted
+/// by the sub-pixel `frac` (`tmp`: window scratch).
+#[inline(always)]
+fn shift_from_spectrum(
+    fft: &mut Fft2,
+    ramp_y: &mut [Complex32],
+    ramp_x: &mut [Complex32],
+    spec_t: &[Complex32],
+    tmp: &mut [Complex32],
+    frac: [f32; 2],
+    dst: &mut [Complex32],
+) {
+    let m = ramp_y.len();
+    fill_ramp(ramp_y, frac[0]);
+    fill_ramp(ramp_x, frac[1]);
+    let norm = 1.0 / (m * m) as f32;
+    // Transposed layout [kx][ky].
+    for (kx, (row, srow)) in tmp
+        .chunks_exact_mut(m)
+        .zip(spec_t.chunks_exact(m))
+        .enumerate()
+    {
+        let rx = ramp_x[kx] * norm;
+        for ((t, s), ry) in row.iter_mut().zip(srow).zip(ramp_y.iter()) {
+            *t = s * rx * ry;
+        }
+    }
+    fft.inverse_from_transposed(tmp, dst);
+}
+
+/// One update of the object rows `obj` at `step.place` with the probe held. Compiled for the
+/// baseline and for AVX2 + FMA (see [`kernels`]); [`update`] picks one.
+#[inline(always)]
+fn update_body(
+    s: &mut Scratch,
+    step: &Step<'_>,
+    pat: PatternRef<'_>,
+    obj: &mut Rows<'_>,
+    tally: &mut Tally,
+) -> Outcome {
+    let Step {
+        m,
+        method,
+        probe,
+        place,
+        evaluate,
+        probe_beta,
+        simd: _,
+    } = *step;
+    if pat.total.is_nan() || pat.total <= 0.0 {
+        tally.skipped += 1;
+        return Outcome::Skipped;
+    }
+    let n = m * m;
+    let Scratch {
+        fft,
+        psi,
+        far,
+        probe_s,
+        dprobe,
+        lap,
+        ramp_y,
+        ramp_x,
+    } = s;
+
+    // 1. The (sub-pixel shifted) probe.
+    if place.shifted {
+        shift_from_spectrum(fft, ramp_y, ramp_x, &probe.spec_t, psi, place.frac, probe_s);
+    }
+    let p: &[Complex32] = if place.shifted { probe_s } else { &probe.real };
+    // The step scale: max |P|² of the probe as placed for this update.
+    let pmax = kernels::max_norm_sqr(p);
+    if pmax.is_nan() || pmax <= 0.0 {
+        tally.skipped += 1;
+        return Outcome::Skipped;
+    }
+
+    // 2. Exit wave; Laplacian for the prior; max|O|² for ePIE's probe step.
+    for y in 0..m {
+        let orow = obj.row(place.row0 + y, place.col0, m);
+        kernels::exit_wave(&mut psi[y * m..][..m], &p[y * m..][..m], orow);
+    }
+    let (tikhonov, wf_step) = match method {
+        Method::Wf(w) => (w.tikhonov, w.step),
+        Method::Epie(_) => (0.0, 0.0),
+    };
+    if tikhonov > 0.0 {
+        let (rows, cols) = (obj.object_rows, obj.cols);
+        for y in 0..m {
+            let r = place.row0 + y;
+            let (ru, rd) = (r.saturating_sub(1), (r + 1).min(rows - 1));
+            for x in 0..m {
+                let c = place.col0 + x;
+                let (cl, cr) = (c.saturating_sub(1), (c + 1).min(cols - 1));
+                lap[y * m + x] = obj.at(ru, c) + obj.at(rd, c) + obj.at(r, cl) + obj.at(r, cr)
+                    - obj.at(r, c) * 4.0;
+            }
+        }
+    }
+    let mut beta_o = 0.0;
+    if probe_beta > 0.0 {
+        let mut omax = 0.0f32;
+        for y in 0..m {
+            omax = omax.max(kernels::max_norm_sqr(obj.row(
+                place.row0 + y,
+                place.col0,
+                m,
+            )));
+        }
+        if omax > 0.0 {
+            beta_o = probe_beta / omax;
+        }
+    }
+
+    // 3. Far field, transposed.
+    fft.forward_transposed(psi, far);
+
+    // 4. Losses (sampled), then far ← ℓ'(Î)·Ψ/M² (ePIE: (Ψ − Ψ')/M²).
+    let c = (pat.total / n as f64) as f32;
+    let norm = 1.0 / n as f32;
+    tally.report.patterns += 1;
+    if evaluate {
+        let wf_loss = match method {
+            Method::Wf(w) => Some((w.loss, w.epsilon)),
+            Method::Epie(_) => None,
+        };
+        let (loss, amplitude) = kernels::losses(far, pat.amp_t, c, wf_loss);
+        tally.report.evaluated += 1;
+        tally.report.loss += loss;
+        tally.report.amplitude_loss += amplitude;
+        tally.report.counts += pat.total;
+    }
+    let step_size = match method {
+        Method::Epie(e) => {
+            kernels::epie_modulus(far, pat.amp_t, c.sqrt(), norm);
+            e.alpha
+        }
+        Method::Wf(w) => {
+            let trunc = w.truncation.map(|alpha_h| {
+                let (mean_res, mean_model) = kernels::truncation_means(far, pat.amp_t, c);
+                (alpha_h, mean_res, mean_model)
+            });
+            kernels::wf_gradient(far, pat.amp_t, c, norm, w.loss, w.epsilon, trunc);
+            w.step / w.loss.curvature_scale(pat.max_count)
+        }
+    };
+
+    // 5. Back to real space: psi = F⁻¹[ℓ'Ψ] (ePIE: ψ − ψ').
+    fft.inverse_from_transposed(far, psi);
+
+    // 6. Probe correction (from the object before its step), then the object step.
+    let s = step_size / pmax;
+    let prior = wf_step * tikhonov / pmax;
+    for y in 0..m {
+        let orow = obj.row(place.row0 + y, place.col0, m);
+        let (pr, rr) = (&p[y * m..][..m], &psi[y * m..][..m]);
+        if beta_o > 0.0 {
+            kernels::probe_correction(&mut dprobe[y * m..][..m], orow, rr, beta_o);
+        }
+        if prior > 0.0 {
+            kernels::object_step_prior(orow, pr, rr, &lap[y * m..][..m], s, prior);
+        } else {
+            kernels::object_step(orow, pr, rr, s);
+        }
+    }
+    if beta_o > 0.0 {
+        Outcome::UpdatedWithProbeCorrection
+    } else {
+        Outcome::Updated
+    }
+}
+
+/// [`update_body`] on the widest instruction set the CPU has.
+fn update(
+    s: &mut Scratch,
+    step: &Step<'_>,
+    pat: PatternRef<'_>,
+    obj: &mut Rows<'_>,
+    tally: &mut Tally,
+) -> Outcome {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// # Safety
+        ///
+        /// The CPU must have AVX2 and FMA. (An `unsafe fn` rather than a safe
+        /// `#[target_feature]` fn, which needs Rust 1.86; the workspace supports 1.85.)
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(
+            s: &mut Scratch,
+            step: &Step<'_>,
+            pat: PatternRef<'_>,
+            obj: &mut Rows<'_>,
+            tally: &mut Tally,
+        ) -> Outcome {
+            update_body(s, step, pat, obj, tally)
+        }
+        if step.simd == SimdLevel::Avx2 {
+            // SAFETY: `State::simd` comes from SimdLevel::detect(), which returns Avx2 only
+            // when the CPU has AVX2 and FMA (tests may lower it to Portable, never raise it).
+            return unsafe { avx2(s, step, pat, obj, tally) };
+        }
+    }
+    update_body(s, step, pat, obj, tally)
+}
+
 impl State {
     /// Ends the running pass: stores its report (if it saw any pattern) and starts the next.
     fn close_pass(&mut self, history: &mut Vec<LossReport>) {
@@ -593,251 +1054,194 @@ impl State {
         };
     }
 
-    /// Shifts `src` (row-major) by the sub-pixel `frac` into `dst` via
-    /// `F⁻¹[F[src]·ramp]`, using `psi`-sized scratch `tmp` and `spec`. When `spec_valid`,
-    /// `spec` already holds `F[src]` transposed and `src` is not read.
-    #[allow(clippy::too_many_arguments)]
-    fn shift(
-        fft: &mut Fft2,
-        ramp_y: &mut [Complex32],
-        ramp_x: &mut [Complex32],
-        src: &[Complex32],
-        tmp: &mut [Complex32],
-        spec: &mut [Complex32],
-        spec_valid: bool,
-        frac: [f32; 2],
-        dst: &mut [Complex32],
-    ) {
-        let m = ramp_y.len();
-        if !spec_valid {
-            tmp.copy_from_slice(src);
-            fft.forward_transposed(tmp, spec);
-        }
-        fill_ramp(ramp_y, frac[0]);
-        fill_ramp(ramp_x, frac[1]);
-        let norm = 1.0 / (m * m) as f32;
-        // tmp = spec · ramp / M² (spec kept intact for reuse), transposed layout [kx][ky].
-        for (kx, (row, srow)) in tmp
-            .chunks_exact_mut(m)
-            .zip(spec.chunks_exact(m))
-            .enumerate()
-        {
-            let rx = ramp_x[kx] * norm;
-            for ((t, s), ry) in row.iter_mut().zip(srow).zip(ramp_y.iter()) {
-                *t = s * rx * ry;
-            }
-        }
-        fft.inverse_from_transposed(tmp, dst);
+    /// Makes the probe current in real and Fourier space.
+    fn sync_probe(&mut self) {
+        let s = &mut self.scratch[0];
+        self.probe.sync(&mut s.fft, &mut s.psi);
     }
 
-    /// One update at `place` with the pattern `amp_t` (√I transposed), `total` = N_j.
-    fn apply(&mut self, place: &Placement, amp_t: &[f32], total: f64, max_count: f32) {
-        if total.is_nan() || total <= 0.0 {
-            self.skipped += 1;
-            return;
-        }
-        let m = self.m;
-        let n = m * m;
-        let cols = self.cols;
-        let (probe_active, step) = match &self.method {
-            Method::Epie(p) => (p.probe_active(self.updates, self.pass), p.alpha),
-            Method::Wf(p) => (false, p.step / p.loss.curvature_scale(max_count)),
-        };
-        let (tikhonov, wf_step) = match &self.method {
-            Method::Wf(p) => (p.tikhonov, p.step),
-            Method::Epie(_) => (0.0, 0.0),
-        };
-        let State {
-            object,
-            probe,
-            probe_spec_t,
-            probe_spec_dirty,
-            fft,
-            psi,
-            far,
-            probe_s,
-            dprobe,
-            lap,
-            ramp_y,
-            ramp_x,
-            ..
-        } = self;
+    /// Makes the real-space probe current (what [`Reconstructor::probe`] shows).
+    fn sync_probe_real(&mut self) {
+        let s = &mut self.scratch[0];
+        self.probe.sync_real(&mut s.fft, &mut s.psi);
+    }
 
-        // 1. The (sub-pixel shifted) probe.
-        if place.shifted {
-            Self::shift(
-                fft,
-                ramp_y,
-                ramp_x,
-                probe,
-                psi,
-                probe_spec_t,
-                !*probe_spec_dirty,
-                place.frac,
-                probe_s,
-            );
-            *probe_spec_dirty = false;
-        }
-        let p: &[Complex32] = if place.shifted { probe_s } else { probe };
+    /// Adds a thread's tally to the running pass.
+    fn absorb(&mut self, tally: &Tally) {
+        self.updates += tally.report.patterns;
+        self.skipped += tally.skipped;
+        self.running.absorb(&tally.report);
+    }
 
-        // 2. Exit wave, max|P|², max|O|² over the window, Laplacian for the prior.
-        let mut pmax = 0.0f32;
-        let mut omax = 0.0f32;
-        for y in 0..m {
-            let orow = &object[(place.row0 + y) * cols + place.col0..][..m];
-            let prow = &p[y * m..][..m];
-            for ((w, &o), &pp) in psi[y * m..][..m].iter_mut().zip(orow).zip(prow) {
-                *w = pp * o;
-                pmax = pmax.max(pp.norm_sqr());
-                omax = omax.max(o.norm_sqr());
-            }
-        }
-        if tikhonov > 0.0 {
-            let rows = object.len() / cols;
-            for y in 0..m {
-                let r = place.row0 + y;
-                let (ru, rd) = (r.saturating_sub(1), (r + 1).min(rows - 1));
-                for x in 0..m {
-                    let c = place.col0 + x;
-                    let (cl, cr) = (c.saturating_sub(1), (c + 1).min(cols - 1));
-                    let o = object[r * cols + c];
-                    lap[y * m + x] = object[ru * cols + c]
-                        + object[rd * cols + c]
-                        + object[r * cols + cl]
-                        + object[r * cols + cr]
-                        - o * 4.0;
-                }
-            }
-        }
-        if pmax.is_nan() || pmax <= 0.0 {
-            self.skipped += 1;
-            return;
-        }
-
-        // 3. Far field, transposed.
-        fft.forward_transposed(psi, far);
-
-        // 4. Fourier-space pass: far ← ℓ'(Î)·Ψ / M² (ePIE: (Ψ − Ψ')/M²), and the losses.
-        let c = (total / n as f64) as f32;
-        let sqrt_c = c.sqrt();
-        let norm = 1.0 / n as f32;
-        let mut loss = 0.0f64;
-        let mut amp_loss = 0.0f64;
-        match &self.method {
-            Method::Epie(_) => {
-                for (f, &a) in far.iter_mut().zip(amp_t) {
-                    let mag = f.norm();
-                    let d = sqrt_c * mag - a;
-                    amp_loss += (d * d) as f64;
-                    // Ψ − Ψ' with Ψ' = (a/√c)·Ψ/|Ψ| (phase 0 where Ψ = 0).
-                    let target = a / sqrt_c;
-                    *f = if mag > 0.0 {
-                        *f * ((1.0 - target / mag) * norm)
-                    } else {
-                        Complex32::new(-target * norm, 0.0)
-                    };
-                }
-                loss = amp_loss;
-            }
-            Method::Wf(wp) => {
-                let (lossfn, eps) = (wp.loss, wp.epsilon);
-                let trunc = wp.truncation.map(|alpha_h| {
-                    let (mut res, mut model) = (0.0f64, 0.0f64);
-                    for (f, &a) in far.iter().zip(amp_t) {
-                        let mi = c * f.norm_sqr();
-                        res += (mi - a * a).abs() as f64;
-                        model += mi as f64;
-                    }
-                    (alpha_h, (res / n as f64) as f32, (model / n as f64) as f32)
-                });
-                for (f, &a) in far.iter_mut().zip(amp_t) {
-                    let model = c * f.norm_sqr();
-                    let meas = a * a;
-                    loss += lossfn.value(model, meas, eps);
-                    let d = model.sqrt() - a;
-                    amp_loss += (d * d) as f64;
-                    let keep = match trunc {
-                        Some((alpha_h, mean_res, mean_model)) if mean_model > 0.0 => {
-                            wf::truncation_keeps(
-                                (model - meas).abs(),
-                                model,
-                                alpha_h,
-                                mean_res,
-                                mean_model,
-                            )
-                        }
-                        _ => true,
-                    };
-                    let g = if keep {
-                        lossfn.derivative(model, meas, eps)
-                    } else {
-                        0.0
-                    };
-                    *f *= g * norm;
-                }
-            }
-        }
-        self.running.patterns += 1;
-        self.running.loss += loss;
-        self.running.amplitude_loss += amp_loss;
-        self.running.counts += total;
-        self.updates += 1;
-
-        // 5. Back to real space: psi = F⁻¹[ℓ'Ψ] (ePIE: ψ − ψ').
-        fft.inverse_from_transposed(far, psi);
-
-        // 6. Object (and probe) update.
-        let s = step / pmax;
-        let beta_o = match &self.method {
-            Method::Epie(e) if probe_active && omax > 0.0 => e.beta / omax,
+    /// One update (object, and ePIE's probe when active) at `place`, on this thread.
+    fn apply(&mut self, index: usize, place: &Placement, pat: PatternRef<'_>) {
+        let probe_beta = match &self.method {
+            Method::Epie(p) if p.probe_active(self.updates, self.pass) => p.beta,
             _ => 0.0,
         };
-        let prior = wf_step * tikhonov / pmax;
-        for y in 0..m {
-            let orow = &mut object[(place.row0 + y) * cols + place.col0..][..m];
-            let i0 = y * m;
-            for (x, o) in orow.iter_mut().enumerate() {
-                let i = i0 + x;
-                let r = psi[i];
-                let pp = p[i];
-                if beta_o > 0.0 {
-                    dprobe[i] = o.conj() * r * beta_o;
+        let State {
+            m,
+            method,
+            rows,
+            cols,
+            loss_every,
+            simd,
+            object,
+            probe,
+            scratch,
+            ..
+        } = self;
+        let (m, s) = (*m, &mut scratch[0]);
+        if place.shifted {
+            probe.sync_spectrum(&mut s.fft, &mut s.psi);
+        } else {
+            probe.sync_real(&mut s.fft, &mut s.psi);
+        }
+        let step = Step {
+            m,
+            method,
+            probe,
+            place,
+            evaluate: index % *loss_every == 0,
+            probe_beta,
+            simd: *simd,
+        };
+        let mut rows = Rows {
+            data: object,
+            first_row: 0,
+            cols: *cols,
+            object_rows: *rows,
+        };
+        let mut tally = Tally::default();
+        let outcome = update(s, &step, pat, &mut rows, &mut tally);
+        if outcome == Outcome::UpdatedWithProbeCorrection {
+            let Scratch {
+                fft,
+                psi,
+                far,
+                dprobe,
+                ramp_y,
+                ramp_x,
+                ..
+            } = s;
+            if place.shifted {
+                // In Fourier space: the correction dP was made in the frame of the probe
+                // shifted by f, so F[P] −= F[dP]·e^{+2πi k·f/M} (the shift back by −f).
+                psi.copy_from_slice(dprobe);
+                fft.forward_transposed(psi, far);
+                fill_ramp(ramp_y, -place.frac[0]);
+                fill_ramp(ramp_x, -place.frac[1]);
+                for ((srow, frow), rx) in probe
+                    .spec_t
+                    .chunks_exact_mut(m)
+                    .zip(far.chunks_exact(m))
+                    .zip(ramp_x.iter())
+                {
+                    for ((sp, f), ry) in srow.iter_mut().zip(frow).zip(ramp_y.iter()) {
+                        *sp -= f * rx * ry;
+                    }
                 }
-                let mut new = *o - pp.conj() * r * s;
-                if prior > 0.0 {
-                    new += lap[i] * (prior * pp.norm_sqr());
+                // Σ|P|² = Σ|F[P]|²/M² (Parseval).
+                let energy = kernels::sum_norm_sqr(&probe.spec_t) / (m * m) as f64;
+                if energy > 0.0 && energy.is_finite() {
+                    let k = (1.0 / energy.sqrt()) as f32;
+                    probe.spec_t.iter_mut().for_each(|v| *v *= k);
                 }
-                *o = new;
+                probe.real_stale = true;
+            } else {
+                for (pp, d) in probe.real.iter_mut().zip(dprobe.iter()) {
+                    *pp -= d;
+                }
+                let energy = kernels::sum_norm_sqr(&probe.real);
+                if energy > 0.0 && energy.is_finite() {
+                    let k = (1.0 / energy.sqrt()) as f32;
+                    probe.real.iter_mut().for_each(|v| *v *= k);
+                }
+                probe.spec_stale = true;
             }
         }
-        if beta_o > 0.0 {
-            if place.shifted {
-                // Shift the probe's correction back by −f into the probe's own frame.
-                Self::shift(
-                    fft,
-                    ramp_y,
-                    ramp_x,
-                    dprobe,
-                    psi,
-                    far,
-                    false,
-                    [-place.frac[0], -place.frac[1]],
-                    probe_s,
-                );
-                for (pp, d) in probe.iter_mut().zip(probe_s.iter()) {
-                    *pp -= d;
+        self.absorb(&tally);
+    }
+
+    /// A sweep with the probe held, stripe by stripe (see [`Stripes`]), on every scratch's
+    /// thread.
+    fn sweep_striped(&mut self, store: &Store, placements: &[Placement], stripes: Stripes) {
+        let (m, rows, cols) = (self.m, self.rows, self.cols);
+        let n = m * m;
+        self.sync_probe();
+        // Scan indices per (phase, stripe), each list in arrival order.
+        let count = rows.div_ceil(stripes.height) + 1;
+        let mut lists = vec![vec![Vec::new(); count]; 2];
+        for &index in &store.arrival {
+            let (phase, k) = placements[index].stripe;
+            lists[phase][k].push(index);
+        }
+        let stripe_rows = stripes.height;
+        for (phase, lists) in lists.iter().enumerate() {
+            // Cut the object into this phase's stripes (disjoint &mut row ranges).
+            let skip = stripes.first_row(phase, 0).min(rows);
+            let (_, rest) = self.object.split_at_mut(skip * cols);
+            let jobs: Vec<(Rows<'_>, &[usize])> = rest
+                .chunks_mut(stripe_rows * cols)
+                .enumerate()
+                .filter(|(k, _)| !lists[*k].is_empty())
+                .map(|(k, data)| {
+                    let rows_view = Rows {
+                        data,
+                        first_row: stripes.first_row(phase, k),
+                        cols,
+                        object_rows: rows,
+                    };
+                    (rows_view, lists[k].as_slice())
+                })
+                .collect();
+            let (method, probe, loss_every, simd) =
+                (&self.method, &self.probe, self.loss_every, self.simd);
+            let run = |s: &mut Scratch, (mut obj, indices): (Rows<'_>, &[usize])| {
+                let mut tally = Tally::default();
+                for &index in indices {
+                    let step = Step {
+                        m,
+                        method,
+                        probe,
+                        place: &placements[index],
+                        evaluate: index % loss_every == 0,
+                        probe_beta: 0.0,
+                        simd,
+                    };
+                    update(s, &step, store.pattern(index, n), &mut obj, &mut tally);
                 }
+                tally
+            };
+            let tallies: Vec<Tally> = if self.scratch.len() == 1 || jobs.len() == 1 {
+                let s = &mut self.scratch[0];
+                jobs.into_iter().map(|job| run(s, job)).collect()
             } else {
-                for (pp, d) in probe.iter_mut().zip(dprobe.iter()) {
-                    *pp -= d;
+                let (tx, rx) = crossbeam_channel::unbounded();
+                for job in jobs {
+                    tx.send(job).expect("the receiver is alive");
                 }
+                drop(tx);
+                std::thread::scope(|scope| {
+                    let (first, rest) = self.scratch.split_first_mut().expect("one scratch");
+                    let handles: Vec<_> = rest
+                        .iter_mut()
+                        .map(|s| {
+                            let (rx, run) = (rx.clone(), &run);
+                            scope.spawn(move || rx.iter().map(|job| run(s, job)).collect())
+                        })
+                        .collect();
+                    let mut all: Vec<Tally> = rx.iter().map(|job| run(first, job)).collect();
+                    for h in handles {
+                        let part: Vec<Tally> = h.join().expect("a sweep thread panicked");
+                        all.extend(part);
+                    }
+                    all
+                })
+            };
+            for t in &tallies {
+                self.absorb(t);
             }
-            let energy: f64 = probe.iter().map(|v| v.norm_sqr() as f64).sum();
-            if energy > 0.0 && energy.is_finite() {
-                let k = (1.0 / energy.sqrt()) as f32;
-                probe.iter_mut().for_each(|v| *v *= k);
-            }
-            *probe_spec_dirty = true;
         }
     }
 }
