@@ -26,7 +26,7 @@
 //! # Reconstruction
 //! The configuration has an optional `recon` part (method, optics, scan step, and in JSON the
 //! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`, `wf_step`,
-//! `epsilon`, `truncation`, `tikhonov`, `scan_rotation_deg`, `pad`). The reconstruction then runs on
+//! `epsilon`, `epsilon_relative`, `truncation`, `tikhonov`, `scan_rotation_deg`, `pad`). The reconstruction then runs on
 //! its own thread beside the reduction, one update per pushed frame in push order; its sweeps
 //! run in `ptyflow_finish`, and its results are `object` (`[rows, cols, 2]`) and `probe`
 //! (`[M, M, 2]`), complex values as (re, im) float pairs.
@@ -684,6 +684,8 @@ struct ReconOptions {
     #[serde(default = "epsilon")]
     epsilon: f32,
     #[serde(default)]
+    epsilon_relative: Option<f32>,
+    #[serde(default)]
     truncation: Option<f32>,
     #[serde(default)]
     tikhonov: f32,
@@ -701,6 +703,7 @@ fn half() -> f32 {
 fn epsilon() -> f32 {
     1e-4
 }
+
 fn poisson() -> String {
     "poisson".into()
 }
@@ -734,6 +737,9 @@ fn recon_consumer(
                 p.step = mu;
             }
             p.epsilon = options.epsilon;
+            if let Some(r) = options.epsilon_relative {
+                p.epsilon_relative = r;
+            }
             p.truncation = options.truncation;
             p.tikhonov = options.tikhonov;
             Method::Wf(p)

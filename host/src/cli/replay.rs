@@ -187,9 +187,17 @@ pub struct ReconArgs {
     #[arg(long, value_name = "MU")]
     pub wf_step: Option<f32>,
 
-    /// ε in counts for the Poisson and amplitude losses (paper 001: 1e-4).
+    /// ε in counts for the Poisson and amplitude losses (paper 001: 1e-4); the floor of the
+    /// dose-relative ε below.
     #[arg(long, default_value_t = 1e-4, value_name = "EPS")]
     pub epsilon: f32,
+
+    /// ε relative to each pattern's mean count per pixel: ε = max(--epsilon, this × N/M²).
+    /// Keeps the Poisson update independent of the dose scale; without it (0) the Poisson
+    /// loss diverges at high dose from a vacuum start. Default: 0.01 for the Poisson loss,
+    /// 0 for the others.
+    #[arg(long, value_name = "FRACTION")]
+    pub epsilon_relative: Option<f32>,
 
     /// Truncated Poisson gradient with this α_h (paper 003: ≥ 5); off by default.
     #[arg(long, value_name = "ALPHA_H")]
@@ -353,6 +361,9 @@ impl ReconArgs {
                     p.step = mu;
                 }
                 p.epsilon = self.epsilon;
+                if let Some(r) = self.epsilon_relative {
+                    p.epsilon_relative = r;
+                }
                 p.truncation = self.truncation;
                 p.tikhonov = self.tikhonov;
                 Method::Wf(p)
@@ -405,9 +416,7 @@ pub fn run(args: Args) -> Result<()> {
             let mut consumer = request.build(frame, (scan.rows(), scan.cols()), centre)?;
             let mut outcome = replay_dump(&config, &dump, Some(&mut consumer))?;
             // The reduction is done: the sweeps may use every worker thread.
-            consumer
-                .reconstructor_mut()
-                .set_threads(config.run.threads);
+            consumer.reconstructor_mut().set_threads(config.run.threads);
             let mut written = Vec::new();
             let summary = recon::finish(
                 &mut consumer,

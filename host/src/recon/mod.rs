@@ -959,7 +959,7 @@ fn update_body(
     tally.report.patterns += 1;
     if evaluate {
         let wf_loss = match method {
-            Method::Wf(w) => Some((w.loss, w.epsilon)),
+            Method::Wf(w) => Some((w.loss, w.epsilon_for(c))),
             Method::Epie(_) => None,
         };
         let (loss, amplitude) = kernels::losses(far, pat.amp_t, c, wf_loss);
@@ -978,7 +978,8 @@ fn update_body(
                 let (mean_res, mean_model) = kernels::truncation_means(far, pat.amp_t, c);
                 (alpha_h, mean_res, mean_model)
             });
-            kernels::wf_gradient(far, pat.amp_t, c, norm, w.loss, w.epsilon, trunc);
+            let eps = w.epsilon_for(c);
+            kernels::wf_gradient(far, pat.amp_t, c, norm, w.loss, eps, trunc);
             w.step / w.loss.curvature_scale(pat.max_count)
         }
     };

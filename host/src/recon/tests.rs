@@ -465,7 +465,8 @@ fn wf_gradients_match_finite_differences_for_all_losses() {
             .collect();
         let o64: Vec<Complex64> = obj.iter().map(|&v| c64(v)).collect();
         let h = 1e-6;
-        let eps = params.epsilon as f64;
+        // The pattern's ε (dose-relative for the Poisson loss), as the engine computes it.
+        let eps = params.epsilon_for((n / (m * m) as f64) as f32) as f64;
         let (mut err, mut norm) = (0.0, 0.0);
         for i in 0..m * m {
             let mut d = [0.0; 2];
@@ -673,6 +674,21 @@ fn bookkeeping_and_errors() {
     assert_eq!(r.sweeps_done(), 1);
     assert_eq!(r.patterns_kept(), 16);
     assert_eq!(Loss::from_name("poisson").unwrap(), Loss::Poisson);
+    // ε: the larger of the floor and the dose-relative part; Poisson only by default.
+    let p = WfParams::new(Loss::Poisson);
+    assert_eq!(p.epsilon_for(1e-3), 1e-4);
+    assert!((p.epsilon_for(50.0) - 0.5).abs() < 1e-6);
+    assert_eq!(WfParams::new(Loss::Amplitude).epsilon_for(50.0), 1e-4);
+    let bad = WfParams {
+        epsilon_relative: -0.1,
+        ..p
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--epsilon-relative")
+    );
     assert!(Loss::from_name("l3").is_err());
 }
 
