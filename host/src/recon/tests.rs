@@ -797,3 +797,23 @@ fn update_is_the_same_bits_on_every_instruction_set() {
         assert_eq!(base.history(), best.history());
     }
 }
+
+/// The phase ramp by recurrence matches `e^{−2πi·k·f/M}` evaluated directly.
+#[test]
+fn phase_ramp_matches_the_direct_formula() {
+    for m in [1usize, 2, 7, 32, 33, 64, 256] {
+        for f in [-0.5f32, -0.37, 0.0, 0.01, 0.25, 0.5] {
+            let mut ramp = vec![Complex32::new(9.0, 9.0); m];
+            fill_ramp(&mut ramp, f);
+            for (i, r) in ramp.iter().enumerate() {
+                let k = if i < m.div_ceil(2) {
+                    i as f64
+                } else {
+                    i as f64 - m as f64
+                };
+                let want = Complex64::from_polar(1.0, -TAU * k * f as f64 / m as f64);
+                assert!((c64(*r) - want).norm() < 1e-6, "m={m} f={f} k={k}: {r}");
+            }
+        }
+    }
+}
