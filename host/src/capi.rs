@@ -25,7 +25,8 @@
 //!
 //! # Reconstruction
 //! The configuration has an optional `recon` part (method, optics, scan step, and in JSON the
-//! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`, `wf_step`,
+//! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`,
+//! `probe_min_counts`, `wf_step`,
 //! `epsilon`, `epsilon_relative`, `truncation`, `tikhonov`, `scan_rotation_deg`, `pad`). The reconstruction then runs on
 //! its own thread beside the reduction, one update per pushed frame in push order; its sweeps
 //! run in `ptyflow_finish`, and its results are `object` (`[rows, cols, 2]`) and `probe`
@@ -677,8 +678,10 @@ struct ReconOptions {
     loss: String,
     #[serde(default = "one_f32")]
     alpha_step: f32,
-    #[serde(default = "half")]
+    #[serde(default = "beta_step")]
     beta_step: f32,
+    #[serde(default = "probe_min_counts")]
+    probe_min_counts: f64,
     #[serde(default)]
     wf_step: Option<f32>,
     #[serde(default = "epsilon")]
@@ -697,8 +700,11 @@ struct ReconOptions {
 fn one_f32() -> f32 {
     1.0
 }
-fn half() -> f32 {
-    0.5
+fn beta_step() -> f32 {
+    crate::recon::EpieParams::default().beta
+}
+fn probe_min_counts() -> f64 {
+    crate::recon::EpieParams::default().probe_min_counts
 }
 fn epsilon() -> f32 {
     1e-4
@@ -730,6 +736,7 @@ fn recon_consumer(
             alpha: options.alpha_step,
             beta: options.beta_step,
             probe_update: ProbeUpdate::AfterFirstPass,
+            probe_min_counts: options.probe_min_counts,
         }),
         _ => {
             let mut p = WfParams::new(Loss::from_name(&options.loss).map_err(CapiError::config)?);

@@ -175,13 +175,19 @@ pub struct ReconArgs {
     #[arg(long, default_value_t = 1.0, value_name = "A")]
     pub alpha_step: f32,
 
-    /// ePIE probe step β (0…2); 0 keeps the probe fixed.
-    #[arg(long, default_value_t = 0.5, value_name = "B")]
+    /// ePIE probe step β (0…2); 0 keeps the probe fixed. Small by default: each pattern's
+    /// shot noise otherwise pulls the one shared probe around.
+    #[arg(long, default_value_t = 0.1, value_name = "B")]
     pub beta_step: f32,
 
     /// ePIE: start updating the probe after this many updates (default: from the first sweep).
     #[arg(long, value_name = "N")]
     pub probe_after: Option<u64>,
+
+    /// ePIE: hold the probe when the patterns average fewer counts than this (at low dose,
+    /// refining the probe on shot noise ruins the reconstruction); 0 = refine at any dose.
+    #[arg(long, default_value_t = 1e4, value_name = "COUNTS")]
+    pub probe_min_counts: f64,
 
     /// Wirtinger-flow step μ (relative; 1 ≈ one ePIE step; default per loss).
     #[arg(long, value_name = "MU")]
@@ -354,6 +360,7 @@ impl ReconArgs {
                     Some(n) => ProbeUpdate::AfterUpdates(n),
                     None => ProbeUpdate::AfterFirstPass,
                 },
+                probe_min_counts: self.probe_min_counts,
             }),
             _ => {
                 let mut p = WfParams::new(Loss::from_name(&self.loss)?);

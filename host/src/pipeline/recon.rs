@@ -363,6 +363,8 @@ pub fn finish(
         "sweeps": request.sweeps,
         "sweep_updates_per_s": if sweep_s > 0.0 { sweep_updates as f64 / sweep_s } else { 0.0 },
         "skipped": recon.skipped(),
+        "probe_updates": recon.probe_updates(),
+        "sweep_threads": recon.threads(),
         "loss_history": recon.history(),
     }))
 }

@@ -519,6 +519,11 @@ struct State {
     scratch: Vec<Scratch>,
     updates: u64,
     skipped: u64,
+    /// Updates that also changed the probe.
+    probe_updates: u64,
+    /// Total counts and number of the patterns given to [`Reconstructor::update`].
+    seen_counts: f64,
+    seen_patterns: u64,
     pass: usize,
     running: LossReport,
 }
@@ -633,6 +638,9 @@ impl Reconstructor {
             scratch: vec![Scratch::new(m)],
             updates: 0,
             skipped: 0,
+            probe_updates: 0,
+            seen_counts: 0.0,
+            seen_patterns: 0,
             pass: 0,
             running: LossReport::default(),
         };
@@ -705,6 +713,10 @@ impl Reconstructor {
             total: pattern.total,
             max_count: pattern.max_count,
         };
+        if pattern.total.is_finite() {
+            self.state.seen_counts += pattern.total;
+        }
+        self.state.seen_patterns += 1;
         self.state.apply(index, &self.placements[index], pat);
         self.state.sync_probe_real();
         Ok(())
@@ -734,7 +746,9 @@ impl Reconstructor {
             Method::Wf(_) => true,
             // Probe activity only grows with the update count, so checking the last
             // update of this sweep covers all of them.
-            Method::Epie(p) => !p.probe_active(state.updates + seen, state.pass),
+            Method::Epie(p) => {
+                !p.probe_active(state.updates + seen, state.pass, state.mean_counts())
+            }
         };
         if probe_fixed {
             state.sweep_striped(store, &self.placements, self.stripes);
@@ -769,6 +783,12 @@ impl Reconstructor {
     /// Patterns skipped because they had no counts.
     pub fn skipped(&self) -> u64 {
         self.state.skipped
+    }
+
+    /// Updates that also changed the probe (ePIE; 0 while it is held, see
+    /// [`EpieParams::probe_min_counts`]).
+    pub fn probe_updates(&self) -> u64 {
+        self.state.probe_updates
     }
 
     /// Sweeps done after the online pass.
@@ -1063,6 +1083,15 @@ impl State {
         };
     }
 
+    /// Mean total counts of the patterns given to [`Reconstructor::update`] (0 before any).
+    fn mean_counts(&self) -> f64 {
+        if self.seen_patterns > 0 {
+            self.seen_counts / self.seen_patterns as f64
+        } else {
+            0.0
+        }
+    }
+
     /// Makes the probe current in real and Fourier space.
     fn sync_probe(&mut self) {
         let s = &mut self.scratch[0];
@@ -1113,7 +1142,9 @@ impl State {
     #[inline(always)]
     fn apply_body(&mut self, index: usize, place: &Placement, pat: PatternRef<'_>) {
         let probe_beta = match &self.method {
-            Method::Epie(p) if p.probe_active(self.updates, self.pass) => p.beta,
+            Method::Epie(p) if p.probe_active(self.updates, self.pass, self.mean_counts()) => {
+                p.beta
+            }
             _ => 0.0,
         };
         let State {
@@ -1152,6 +1183,7 @@ impl State {
         let mut tally = Tally::default();
         let outcome = update_body(s, &step, pat, &mut rows, &mut tally);
         if outcome == Outcome::UpdatedWithProbeCorrection {
+            self.probe_updates += 1;
             let Scratch {
                 fft,
                 psi,

@@ -322,7 +322,9 @@ fn epie_reconstructs_a_weak_phase_object_and_the_controls_fail() {
     eprintln!("ePIE: phase correlation {corr:.4}; α = 0: {c0:.4}; flipped defocus: {cf:.4}");
 }
 
-/// ePIE starting from a probe with the wrong defocus improves it once probe updates start.
+/// ePIE starting from a probe with the wrong defocus improves it once probe updates start:
+/// with β = 0.5 the loss halves within 30 sweeps; the default β = 0.1 moves more slowly (it
+/// is chosen for noisy data) but still cuts it by more than 30 %.
 #[test]
 fn epie_probe_refinement_beats_a_wrong_fixed_probe() {
     let ds = dataset(10, 3.0, 0.0, None, 12);
@@ -330,20 +332,27 @@ fn epie_probe_refinement_beats_a_wrong_fixed_probe() {
         .sample(ds.m, ds.dx)
         .unwrap();
     let fixed = reconstruct(&ds, epie_fixed_probe(), start.clone(), 30);
-    let refined = reconstruct(&ds, Method::Epie(EpieParams::default()), start, 30);
-    let (cf, cr) = (
-        phase_corr(&ds, fixed.object()),
-        phase_corr(&ds, refined.object()),
-    );
-    let energy: f64 = refined.probe().iter().map(|v| v.norm_sqr() as f64).sum();
-    assert!((energy - 1.0).abs() < 1e-4, "probe energy {energy}");
+    let cf = phase_corr(&ds, fixed.object());
     let lf = fixed.history().last().unwrap().amplitude_loss;
-    let lr = refined.history().last().unwrap().amplitude_loss;
-    eprintln!(
-        "probe refinement: fixed wrong probe {cf:.4} (loss {lf:.3e}), refined {cr:.4} (loss {lr:.3e})"
-    );
-    assert!(lr < 0.5 * lf, "refined loss {lr} vs fixed {lf}");
-    assert!(cr > cf, "refined {cr} vs fixed {cf}");
+    for (beta, max_ratio) in [(0.5, 0.5), (EpieParams::default().beta, 0.7)] {
+        let method = Method::Epie(EpieParams {
+            beta,
+            ..EpieParams::default()
+        });
+        let refined = reconstruct(&ds, method, start.clone(), 30);
+        let cr = phase_corr(&ds, refined.object());
+        let energy: f64 = refined.probe().iter().map(|v| v.norm_sqr() as f64).sum();
+        assert!((energy - 1.0).abs() < 1e-4, "probe energy {energy}");
+        let lr = refined.history().last().unwrap().amplitude_loss;
+        eprintln!(
+            "probe refinement β = {beta}: fixed wrong probe {cf:.4} (loss {lf:.3e}), refined {cr:.4} (loss {lr:.3e})"
+        );
+        assert!(
+            lr < max_ratio * lf,
+            "β = {beta}: refined loss {lr} vs fixed {lf}"
+        );
+        assert!(cr > cf, "β = {beta}: refined {cr} vs fixed {cf}");
+    }
 }
 
 /// Sub-pixel positions (a rotated scan with a non-integer step) go through the Fourier-shifted
@@ -816,4 +825,47 @@ fn phase_ramp_matches_the_direct_formula() {
             }
         }
     }
+}
+
+/// The probe is refined (from the first sweep) only when the patterns average at least
+/// `probe_min_counts` counts.
+#[test]
+fn probe_is_held_at_low_dose() {
+    for (dose, refined) in [(1e2, false), (1e5, true)] {
+        let ds = dataset(4, 3.0, 0.0, Some(dose), 101);
+        let r = reconstruct(
+            &ds,
+            Method::Epie(EpieParams::default()),
+            ds.probe.clone(),
+            2,
+        );
+        assert_eq!(r.probe_updates() > 0, refined, "{dose} e/pattern");
+        if !refined {
+            assert!(r.probe() == reconstruct(&ds, epie_fixed_probe(), ds.probe.clone(), 0).probe());
+        }
+    }
+    // 0 = refine at any dose; never during the online pass by default.
+    let ds = dataset(4, 3.0, 0.0, Some(1e2), 101);
+    let any = Method::Epie(EpieParams {
+        probe_min_counts: 0.0,
+        ..EpieParams::default()
+    });
+    assert_eq!(
+        reconstruct(&ds, any, ds.probe.clone(), 0).probe_updates(),
+        0
+    );
+    assert_eq!(
+        reconstruct(&ds, any, ds.probe.clone(), 1).probe_updates(),
+        16
+    );
+    let bad = EpieParams {
+        probe_min_counts: -1.0,
+        ..EpieParams::default()
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--probe-min-counts")
+    );
 }
