@@ -41,6 +41,8 @@ fn updates(c: &mut Criterion) {
                     }
                 })
             });
+            // A diverged engine skips patterns and would look fast: refuse such a result.
+            assert_eq!(case.recon.skipped(), 0, "{name}/{m}: patterns were skipped");
         }
         // The floor: one forward and one inverse 2-D FFT of the window.
         let mut fft = Fft2::new(m);
