@@ -98,35 +98,43 @@ fn no_skips(recon: &Reconstructor) -> Result<()> {
     Ok(())
 }
 
-/// Sweeps with the probe held on `ctx.threads` threads, after an untimed online pass.
-fn sweeps(ctx: &Context, m: usize, method: Method) -> Result<Measurement> {
-    let mut c = case(m, ctx.pick(40, 24), method, true)?;
+/// Timed sweeps over a `scan × scan` case on `threads` threads, after an untimed online pass.
+/// With `probe_refined`, every timed sweep must have updated the probe.
+fn timed_sweeps(
+    ctx: &Context,
+    m: usize,
+    scan: usize,
+    method: Method,
+    threads: usize,
+    probe_refined: bool,
+) -> Result<Measurement> {
+    let mut c = case(m, scan, method, true)?;
     let recon = &mut c.recon;
-    recon.set_threads(ctx.threads);
+    recon.set_threads(threads);
     for (i, p) in c.patterns.iter().enumerate() {
         recon.update(i, p)?;
     }
     Measurement::repeat(ctx.seconds, || {
+        let before = recon.probe_updates();
         let report = recon.sweep()?;
         no_skips(recon)?;
+        if probe_refined && recon.probe_updates() - before != report.patterns {
+            return Err(Error::param("bench", "the sweep did not update the probe"));
+        }
         Ok(report.patterns)
     })
+}
+
+/// Sweeps with the probe held on `ctx.threads` threads.
+fn sweeps(ctx: &Context, m: usize, method: Method) -> Result<Measurement> {
+    timed_sweeps(ctx, m, ctx.pick(40, 24), method, ctx.threads, false)
 }
 
 /// Sweeps of ePIE refining the probe at every pattern (its default from the first sweep on),
 /// one ordered stream, one thread.
 fn probe_sweeps(ctx: &Context, m: usize) -> Result<Measurement> {
     let method = Method::Epie(EpieParams::default());
-    let mut c = case(m, ctx.pick(10, 6), method, true)?;
-    let recon = &mut c.recon;
-    for (i, p) in c.patterns.iter().enumerate() {
-        recon.update(i, p)?;
-    }
-    Measurement::repeat(ctx.seconds, || {
-        let report = recon.sweep()?;
-        no_skips(recon)?;
-        Ok(report.patterns)
-    })
+    timed_sweeps(ctx, m, ctx.pick(10, 6), method, 1, true)
 }
 
 fn w4_64(ctx: &Context) -> Result<Measurement> {
