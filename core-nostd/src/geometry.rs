@@ -9,8 +9,10 @@ use crate::math;
 /// Width and height of a frame, both non-zero, with `width * height` fitting in `usize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameGeometry {
-    width: usize,
-    height: usize,
+    // Crate-visible so a window's size (non-empty, checked when it was made) can become a
+    // geometry without re-checking.
+    pub(crate) width: usize,
+    pub(crate) height: usize,
 }
 
 impl FrameGeometry {

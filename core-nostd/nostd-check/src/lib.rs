@@ -4,8 +4,8 @@
 
 use core::panic::PanicInfo;
 use ptyflow_core::{
-    Binner, DenseBuilder, DenseMasks, Error, FrameGeometry, LabelBuilder, LabelMasks, Pixel,
-    Scan, ScanKind, Stats, Window, math,
+    Binner, DenseBuilder, DenseMasks, Error, FrameGeometry, LabelBuilder, LabelMasks, Pixel, Scan,
+    ScanKind, Stats, Window, math,
 };
 
 #[panic_handler]
@@ -47,7 +47,8 @@ fn run(seed: u32) -> Result<f64, Error> {
     total += (scan.index(r, c).unwrap_or(0) + scan.rows() + scan.cols() + scan.positions()) as f64;
     let _ = scan.kind();
 
-    total += f64::from(math::sqrt(2.0)) + math::atan2(1.0, 2.0) + math::floor(2.5) + math::ceil(2.5);
+    total +=
+        f64::from(math::sqrt(2.0)) + math::atan2(1.0, 2.0) + math::floor(2.5) + math::ceil(2.5);
     Ok(total)
 }
 
@@ -55,8 +56,22 @@ fn run(seed: u32) -> Result<f64, Error> {
 fn frame_kernels<P: Pixel>(g: FrameGeometry, frame: &[P]) -> Result<f64, Error> {
     let mut total = 0.0;
 
-    let binner = Binner::with_window(g, 2, Window { x0: 2, y0: 0, width: 12, height: 16 })?;
-    let _ = (binner.factor(), binner.geometry(), binner.window(), Binner::new(g, 4)?);
+    let binner = Binner::with_window(
+        g,
+        2,
+        Window {
+            x0: 2,
+            y0: 0,
+            width: 12,
+            height: 16,
+        },
+    )?;
+    let _ = (
+        binner.factor(),
+        binner.geometry(),
+        binner.window(),
+        Binner::new(g, 4)?,
+    );
     let mut binned = [<P::BinAcc as ptyflow_core::Accumulator>::ZERO; 48];
     binner.bin(frame, &mut binned[..binner.out_len()])?;
     let small = binner.out_geometry();
@@ -68,8 +83,21 @@ fn frame_kernels<P: Pixel>(g: FrameGeometry, frame: &[P]) -> Result<f64, Error> 
     b.annulus(7.5, 7.5, 2.0, 3.0)?;
     b.rings(7.5, 7.5, 3.0, 5.0, 2)?;
     b.sectors(7.5, 7.5, 5.0, 7.0, 4, 0.0)?;
-    b.rect(Window { x0: 0, y0: 0, width: 2, height: 1 })?;
-    b.orthonormal_bins(Window { x0: 12, y0: 14, width: 4, height: 2 }, 2)?;
+    b.rect(Window {
+        x0: 0,
+        y0: 0,
+        width: 2,
+        height: 1,
+    })?;
+    b.orthonormal_bins(
+        Window {
+            x0: 12,
+            y0: 14,
+            width: 4,
+            height: 2,
+        },
+        2,
+    )?;
     b.custom(1, |row, col| (row == 15 && col == 0).then_some((0, 2.0)))?;
     let _ = b.segments();
     let labels = b.build();
@@ -81,12 +109,18 @@ fn frame_kernels<P: Pixel>(g: FrameGeometry, frame: &[P]) -> Result<f64, Error> 
     total += f64::from(k32[0]) + k64[1];
     let (l, w) = labels.into_tables();
     let again = LabelMasks::from_tables(g, l, w)?;
-    total += f64::from(again.labels()[0]) + f64::from(again.weights()[0]) + again.geometry().area() as f64;
+    total += f64::from(again.labels()[0])
+        + f64::from(again.weights()[0])
+        + again.geometry().area() as f64;
 
     // Dense masks over a disc's bounding window.
     let win = Window::bounding_disk(g, 7.5, 7.5, 4.0)?;
     let mut storage = [0f32; 5 * 64];
-    let mut d = DenseBuilder::new(g, win, &mut storage[..DenseBuilder::<&mut [f32]>::storage_len(4, &win)])?;
+    let mut d = DenseBuilder::new(
+        g,
+        win,
+        &mut storage[..DenseBuilder::<&mut [f32]>::storage_len(4, &win)],
+    )?;
     d.centre_of_mass(7.5, 7.5)?;
     d.push_fn(|row, col| if (row + col) % 2 == 0 { 1.0 } else { -1.0 })?;
     d.push_weights(&[0.5; 64][..win.area()])?;
@@ -100,6 +134,14 @@ fn frame_kernels<P: Pixel>(g: FrameGeometry, frame: &[P]) -> Result<f64, Error> 
     dense.project_batch(frames.iter().copied(), &mut cb)?;
     total += dense.residual(frame, &c)? + dense.region_energy(frame)?;
     total += f64::from(dense.mask(0).map_or(0.0, |m| m[0]) + dense.region()[0]);
+    // Windows converted to f32 once, projected by the cropped masks.
+    let mut windows = [0f32; 2 * 64];
+    let area = win.area();
+    dense.crop_to_f32(frame, &mut windows[..area])?;
+    dense.crop_to_f32(frame, &mut windows[area..2 * area])?;
+    dense
+        .cropped()
+        .project_batch(windows[..2 * area].chunks_exact(area), &mut cb)?;
     let _ = (dense.window(), dense.geometry(), dense.into_storage());
 
     // Statistics at full resolution (P) and at binned resolution (P::BinAcc).
@@ -123,7 +165,13 @@ fn stats<P: Pixel>(g: FrameGeometry, frame: &[P]) -> Result<f64, Error> {
     a.mean(&mut mean[..n])?;
     a.variance(&mut var[..n])?;
     let extremes = a.min().map_or(0.0, P::to_f64) + a.max().map_or(0.0, P::to_f64);
-    let _ = (a.is_exact(), a.frames(), a.sum()[0], a.sum_sq()[0], a.geometry());
+    let _ = (
+        a.is_exact(),
+        a.frames(),
+        a.sum()[0],
+        a.sum_sq()[0],
+        a.geometry(),
+    );
     b.reset();
     let _ = b.into_buffers();
     Ok(mean[0] + var[0] + extremes)

@@ -201,6 +201,44 @@ impl<S: AsRef<[f32]>> DenseMasks<S> {
         self.storage
     }
 
+    /// The same masks for frames already cropped to the window: geometry = the window's size,
+    /// window = all of it, sharing this storage. Fed the windows that
+    /// [`DenseMasks::crop_to_f32`] writes, its [`DenseMasks::project_batch`] gives the same
+    /// bits as this one's on the raw frames (`to_f32` is the same conversion, done once per
+    /// frame instead of once per mask block).
+    pub fn cropped(&self) -> DenseMasks<&[f32]> {
+        let Window { width, height, .. } = self.window;
+        DenseMasks {
+            geometry: FrameGeometry { width, height },
+            window: Window {
+                x0: 0,
+                y0: 0,
+                width,
+                height,
+            },
+            storage: self.storage.as_ref(),
+            count: self.count,
+        }
+    }
+
+    /// Copies the window of `frame` into `out` (row-major, window area long) as `f32`.
+    /// [`Error::GeometryMismatch`] for a frame that is not the geometry's area or an `out`
+    /// that is not the window's area.
+    #[inline(always)]
+    pub fn crop_to_f32<P: Pixel>(&self, frame: &[P], out: &mut [f32]) -> Result<(), Error> {
+        self.geometry.check_len(frame.len())?;
+        check_len(self.window.area(), out.len())?;
+        for (dst, src) in out
+            .chunks_exact_mut(self.window.width)
+            .zip(self.window_rows(frame))
+        {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = x.to_f32();
+            }
+        }
+        Ok(())
+    }
+
     /// Write the K coefficients Σ wₖ·x of `frame` into `out` (overwriting it).
     /// [`Error::GeometryMismatch`] for a frame that is not the geometry's area or an `out`
     /// that is not K long.
@@ -549,6 +587,36 @@ mod tests {
         assert_eq!(
             m.project_batch(frames.chunks_exact(area), &mut batch),
             Ok(7)
+        );
+        // Windows cropped to f32 first, then projected by the cropped masks: the same bits.
+        let win = m.window().area();
+        let mut windows = vec![0.0f32; 7 * win];
+        dirty(&mut windows);
+        for (frame, w) in frames.chunks_exact(area).zip(windows.chunks_exact_mut(win)) {
+            m.crop_to_f32(frame, w).unwrap();
+        }
+        let mut via_crop = vec![0.0f32; 7 * k];
+        dirty(&mut via_crop);
+        let cropped = m.cropped();
+        assert_eq!(cropped.geometry().area(), win);
+        assert_eq!(
+            cropped.project_batch(windows.chunks_exact(win), &mut via_crop),
+            Ok(7)
+        );
+        assert!(
+            batch
+                .iter()
+                .zip(&via_crop)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "cropped projection differs"
+        );
+        assert!(
+            m.crop_to_f32(&frames[..area - 1], &mut windows[..win])
+                .is_err()
+        );
+        assert!(
+            m.crop_to_f32(&frames[..area], &mut windows[..win - 1])
+                .is_err()
         );
         for (f, frame) in frames.chunks_exact(area).enumerate() {
             let (want, mags, energy) = naive(c, frame);

@@ -6,7 +6,7 @@
 //! | `W1 mmap`   | 256 × 256 `u16`   | bin 4, 16 label masks (BF, ADF, 4 DPC, 10 rings), mean pattern, dose | a raw dump in the page cache, through [`crate::pipeline::run()`] |
 //! | `W1 memory` | same              | same                                                      | a `Vec`, same [`Reducer`] |
 //! | `W2 memory` | 96 × 96 `u16`     | bin 2, 8 label masks (4 DPC, ADF, 3 rings), sum and sum², dose | a `Vec`, same [`Reducer`] |
-//! | `W3 memory` | 256 × 256 `u16`   | 45 dense masks over the bright-field disc (r = 32 px)     | a `Vec`, [`DenseMasks::project_batch`] |
+//! | `W3 memory` | 256 × 256 `u16`   | 45 dense masks over the bright-field disc (r = 32 px)     | a `Vec`, [`DenseProjector`] (windows to `f32` once, then [`DenseMasks::project_batch`]) |
 //!
 //! The `mmap` workload opens the dump afresh for every pass, so each pass pays for mapping
 //! the pages as `ptyflow replay` does; the `memory` ones split the frames into batches that
@@ -20,7 +20,7 @@ use ptyflow_core::{FrameGeometry, Window};
 
 use super::{Context, Measurement, Workload};
 use crate::pipeline::detectors::{Disc, VirtualSpec};
-use crate::pipeline::reduce::{ReducePlan, Reducer, project_dense_batch};
+use crate::pipeline::reduce::{DenseProjector, ReducePlan, Reducer};
 use crate::pipeline::{RunOptions, Worker};
 use crate::source::{Dump, Format, Frame, OpenOptions, PixelKind, RawDtype, RawOverrides};
 use crate::{Error, Result};
@@ -333,6 +333,7 @@ fn w3_memory(ctx: &Context) -> Result<Measurement> {
                 .map(|out| {
                     let (next, masks, frames) = (&next, &masks, &frames);
                     s.spawn(move || -> Result<()> {
+                        let mut proj = DenseProjector::new(masks, DENSE_BATCH);
                         loop {
                             let first = next.fetch_add(DENSE_BATCH, Ordering::Relaxed);
                             if first >= count {
@@ -341,7 +342,7 @@ fn w3_memory(ctx: &Context) -> Result<Measurement> {
                             let end = (first + DENSE_BATCH).min(count);
                             let batch = &frames[first * area..end * area];
                             let out = &mut out[..(end - first) * W3_MASKS];
-                            project_dense_batch(masks, batch.chunks_exact(area), out)
+                            proj.project(batch.chunks_exact(area), out)
                                 .map_err(|e| Error::core(format!("W3 frames {first}…"), e))?;
                         }
                     })
@@ -371,6 +372,38 @@ mod tests {
         let m = w3_masks(g, 127.5, 127.5, 32.0).unwrap();
         assert_eq!(m.masks(), W3_MASKS);
         assert_eq!((m.window().width, m.window().height), (64, 64));
+    }
+
+    /// The projector (windows to f32 once) gives the bits of the masks' own batch projection
+    /// on the raw u16 frames, for a full and a partial batch, and refuses an oversized batch.
+    #[test]
+    fn dense_projector_matches_project_batch() {
+        let g = FrameGeometry::new(256, 256).unwrap();
+        let m = w3_masks(g, 127.5, 127.5, 32.0).unwrap();
+        let area = 256 * 256;
+        let frames = synthetic_frames(256, 256, (127.5, 127.5, 32.0), 11, 4);
+        let mut proj = DenseProjector::new(&m, 8);
+        for n in [8, 3] {
+            let batch = &frames[..n * area];
+            let mut want = vec![0f32; n * W3_MASKS];
+            m.project_batch(batch.chunks_exact(area), &mut want)
+                .unwrap();
+            let mut got = vec![f32::NAN; n * W3_MASKS];
+            assert_eq!(proj.project(batch.chunks_exact(area), &mut got), Ok(n));
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
+        let mut out = vec![0f32; 11 * W3_MASKS];
+        assert_eq!(
+            proj.project(frames.chunks_exact(area), &mut out),
+            Err(ptyflow_core::Error::GeometryMismatch {
+                expected: 8,
+                found: 11
+            })
+        );
     }
 
     #[test]
