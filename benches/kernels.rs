@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ptyflow::benchmark::reduction::{synthetic_frames, w1_plan, w2_plan, w3_masks};
 use ptyflow::pipeline::Worker;
-use ptyflow::pipeline::reduce::{Reducer, project_dense_batch};
+use ptyflow::pipeline::reduce::{DenseProjector, Reducer, project_dense_batch};
 use ptyflow::source::Frame;
 use ptyflow_core::mask::dense::{DenseBuilder, DenseMasks};
 use ptyflow_core::{Binner, FrameGeometry, LabelBuilder, LabelMasks, Stats};
@@ -118,6 +118,16 @@ fn dense(c: &mut Criterion) {
             b.iter(|| {
                 for batch in black_box(&data).chunks_exact(16 * AREA) {
                     project_dense_batch(&masks, batch.chunks_exact(AREA), &mut out).unwrap();
+                }
+                black_box(&out);
+            })
+        });
+        // As W3 runs it: each frame's window converted to f32 once, then projected.
+        let mut projector = DenseProjector::new(&masks, 16);
+        g.bench_with_input(BenchmarkId::new("K (host, f32 windows)", k), &k, |b, _| {
+            b.iter(|| {
+                for batch in black_box(&data).chunks_exact(16 * AREA) {
+                    projector.project(batch.chunks_exact(AREA), &mut out).unwrap();
                 }
                 black_box(&out);
             })
