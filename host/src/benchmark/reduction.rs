@@ -14,8 +14,9 @@
 //!
 //! The `mmap` dump is written in one call, which leaves it in the page cache in large folios.
 //! The same bytes written in small pieces (`head -c`, a writer with small buffers) sit in small
-//! folios, and mapping them cost `ptyflow replay` ~40 % of its rate on the reference machine
-//! (2 GB dump: 94–98k against 112–116k frames/s), all of it kernel time per mapped page.
+//! folios, and mapping them cost `ptyflow replay` ~15 % of its rate on the reference machine
+//! (2 GB dump, progress bar on: 94–98k against 112–116k frames/s), kernel time per mapped
+//! page.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
