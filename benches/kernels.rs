@@ -127,7 +127,9 @@ fn dense(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("K (host, f32 windows)", k), &k, |b, _| {
             b.iter(|| {
                 for batch in black_box(&data).chunks_exact(16 * AREA) {
-                    projector.project(batch.chunks_exact(AREA), &mut out).unwrap();
+                    projector
+                        .project(batch.chunks_exact(AREA), &mut out)
+                        .unwrap();
                 }
                 black_box(&out);
             })
