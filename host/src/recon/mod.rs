@@ -1250,7 +1250,7 @@ impl State {
             // Cut the object into this phase's stripes (disjoint &mut row ranges).
             let skip = stripes.first_row(phase, 0).min(rows);
             let (_, rest) = self.object.split_at_mut(skip * cols);
-            let jobs: Vec<(Rows<'_>, &[usize])> = rest
+            let jobs: Vec<(usize, Rows<'_>, &[usize])> = rest
                 .chunks_mut(stripe_rows * cols)
                 .enumerate()
                 .filter(|(k, _)| !lists[*k].is_empty())
@@ -1261,12 +1261,12 @@ impl State {
                         cols,
                         object_rows: rows,
                     };
-                    (rows_view, lists[k].as_slice())
+                    (k, rows_view, lists[k].as_slice())
                 })
                 .collect();
             let (method, probe, loss_every, simd) =
                 (&self.method, &self.probe, self.loss_every, self.simd);
-            let run = |s: &mut Scratch, (mut obj, indices): (Rows<'_>, &[usize])| {
+            let run = |s: &mut Scratch, (k, mut obj, indices): (usize, Rows<'_>, &[usize])| {
                 let mut tally = Tally::default();
                 for &index in indices {
                     let step = Step {
@@ -1280,9 +1280,9 @@ impl State {
                     };
                     update(s, &step, store.pattern(index, n), &mut obj, &mut tally);
                 }
-                tally
+                (k, tally)
             };
-            let tallies: Vec<Tally> = if self.scratch.len() == 1 || jobs.len() == 1 {
+            let mut tallies: Vec<(usize, Tally)> = if self.scratch.len() == 1 || jobs.len() == 1 {
                 let s = &mut self.scratch[0];
                 jobs.into_iter().map(|job| run(s, job)).collect()
             } else {
@@ -1300,15 +1300,19 @@ impl State {
                             scope.spawn(move || rx.iter().map(|job| run(s, job)).collect())
                         })
                         .collect();
-                    let mut all: Vec<Tally> = rx.iter().map(|job| run(first, job)).collect();
+                    let mut all: Vec<(usize, Tally)> =
+                        rx.iter().map(|job| run(first, job)).collect();
                     for h in handles {
-                        let part: Vec<Tally> = h.join().expect("a sweep thread panicked");
+                        let part: Vec<(usize, Tally)> = h.join().expect("a sweep thread panicked");
                         all.extend(part);
                     }
                     all
                 })
             };
-            for t in &tallies {
+            // Sum the stripes' losses in stripe order, whichever thread ran them, so the
+            // report's bits do not depend on timing either.
+            tallies.sort_by_key(|(k, _)| *k);
+            for (_, t) in &tallies {
                 self.absorb(t);
             }
         }
