@@ -726,33 +726,25 @@ fn recon_consumer(
     threads: usize,
 ) -> CResult<CapiConsumer> {
     use crate::pipeline::recon::{ProbeSource, ReconRequest};
-    use crate::recon::{EpieParams, Loss, Method, ProbeUpdate, WfParams};
+    use crate::recon::MethodOptions;
 
     let options: ReconOptions =
         serde_json::from_value(serde_json::Value::Object(recon.options.clone()))
             .map_err(|e| CapiError::config(format!("recon: {e}")))?;
-    let method = match recon.method.as_str() {
-        "epie" => Method::Epie(EpieParams {
-            alpha: options.alpha_step,
-            beta: options.beta_step,
-            probe_update: ProbeUpdate::AfterFirstPass,
-            probe_min_counts: options.probe_min_counts,
-        }),
-        _ => {
-            let mut p = WfParams::new(Loss::from_name(&options.loss).map_err(CapiError::config)?);
-            if let Some(mu) = options.wf_step {
-                p.step = mu;
-            }
-            p.epsilon = options.epsilon;
-            if let Some(r) = options.epsilon_relative {
-                p.epsilon_relative = r;
-            }
-            p.truncation = options.truncation;
-            p.tikhonov = options.tikhonov;
-            Method::Wf(p)
-        }
-    };
-    method.validate().map_err(CapiError::config)?;
+    let method = MethodOptions {
+        alpha_step: options.alpha_step,
+        beta_step: options.beta_step,
+        probe_after: None,
+        probe_min_counts: options.probe_min_counts,
+        loss: &options.loss,
+        wf_step: options.wf_step,
+        epsilon: options.epsilon,
+        epsilon_relative: options.epsilon_relative,
+        truncation: options.truncation,
+        tikhonov: options.tikhonov,
+    }
+    .method(recon.method == "wf")
+    .map_err(CapiError::config)?;
     let request = ReconRequest {
         method,
         probe: ProbeSource::Optics(recon.optics()),

@@ -319,7 +319,7 @@ impl ReconArgs {
         mrad_per_px: Option<f64>,
     ) -> Result<Option<ReconRequest>> {
         use crate::optics::ProbeParams;
-        use crate::recon::{EpieParams, Loss, Method, ProbeUpdate, WfParams};
+        use crate::recon::MethodOptions;
         let Some(method) = &self.recon else {
             return Ok(None);
         };
@@ -352,31 +352,19 @@ impl ReconArgs {
                 ProbeSource::Optics(p)
             }
         };
-        let method = match method.as_str() {
-            "epie" => Method::Epie(EpieParams {
-                alpha: self.alpha_step,
-                beta: self.beta_step,
-                probe_update: match self.probe_after {
-                    Some(n) => ProbeUpdate::AfterUpdates(n),
-                    None => ProbeUpdate::AfterFirstPass,
-                },
-                probe_min_counts: self.probe_min_counts,
-            }),
-            _ => {
-                let mut p = WfParams::new(Loss::from_name(&self.loss)?);
-                if let Some(mu) = self.wf_step {
-                    p.step = mu;
-                }
-                p.epsilon = self.epsilon;
-                if let Some(r) = self.epsilon_relative {
-                    p.epsilon_relative = r;
-                }
-                p.truncation = self.truncation;
-                p.tikhonov = self.tikhonov;
-                Method::Wf(p)
-            }
+        let options = MethodOptions {
+            alpha_step: self.alpha_step,
+            beta_step: self.beta_step,
+            probe_after: self.probe_after,
+            probe_min_counts: self.probe_min_counts,
+            loss: &self.loss,
+            wf_step: self.wf_step,
+            epsilon: self.epsilon,
+            epsilon_relative: self.epsilon_relative,
+            truncation: self.truncation,
+            tikhonov: self.tikhonov,
         };
-        method.validate()?;
+        let method = options.method(method == "wf")?;
         for (flag, v) in [("--kv", kv), ("--mrad-per-px", mrad), ("--step", step)] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(Error::param(flag, format!("{v}: need a value > 0")));

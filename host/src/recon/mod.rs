@@ -92,6 +92,59 @@ impl Method {
     }
 }
 
+/// The algorithm options `ptyflow replay` and the C API share, as their users give them (see
+/// `ptyflow replay --help` for each); [`MethodOptions::method`] turns them into a checked
+/// [`Method`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MethodOptions<'a> {
+    /// ePIE object step α.
+    pub alpha_step: f32,
+    /// ePIE probe step β.
+    pub beta_step: f32,
+    /// ePIE: probe updates start after this many updates (`None`: from the first sweep).
+    pub probe_after: Option<u64>,
+    /// ePIE: hold the probe below this mean count per pattern.
+    pub probe_min_counts: f64,
+    /// Wirtinger flow's loss, by name ([`Loss::from_name`]; read only for Wirtinger flow).
+    pub loss: &'a str,
+    /// Wirtinger flow's step μ (`None`: the loss's default).
+    pub wf_step: Option<f32>,
+    /// ε in counts.
+    pub epsilon: f32,
+    /// ε relative to the mean count per pixel (`None`: the loss's default).
+    pub epsilon_relative: Option<f32>,
+    /// Truncation α_h of the Poisson gradient.
+    pub truncation: Option<f32>,
+    /// Tikhonov prior weight μ₀.
+    pub tikhonov: f32,
+}
+
+impl MethodOptions<'_> {
+    /// ePIE, or Wirtinger flow when `wirtinger_flow`, with these options; validated.
+    pub fn method(&self, wirtinger_flow: bool) -> Result<Method> {
+        let method = if wirtinger_flow {
+            let mut p = WfParams::new(Loss::from_name(self.loss)?);
+            p.step = self.wf_step.unwrap_or(p.step);
+            p.epsilon = self.epsilon;
+            p.epsilon_relative = self.epsilon_relative.unwrap_or(p.epsilon_relative);
+            p.truncation = self.truncation;
+            p.tikhonov = self.tikhonov;
+            Method::Wf(p)
+        } else {
+            Method::Epie(EpieParams {
+                alpha: self.alpha_step,
+                beta: self.beta_step,
+                probe_update: self
+                    .probe_after
+                    .map_or(ProbeUpdate::AfterFirstPass, ProbeUpdate::AfterUpdates),
+                probe_min_counts: self.probe_min_counts,
+            })
+        };
+        method.validate()?;
+        Ok(method)
+    }
+}
+
 /// One measured pattern, prepared once for the reconstruction: `√I` (counts) in FFT order,
 /// transposed, plus the total counts `N_j` and the largest count.
 #[derive(Debug, Clone, PartialEq)]
