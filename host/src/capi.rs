@@ -671,15 +671,15 @@ impl OrderedConsumer for CapiConsumer {
 #[serde(deny_unknown_fields)]
 struct ReconOptions {
     #[serde(default)]
-    sweeps: usize,
+    sweeps: Option<usize>,
     #[serde(default = "one")]
     bin: usize,
     #[serde(default = "poisson")]
     loss: String,
-    #[serde(default = "one_f32")]
-    alpha_step: f32,
-    #[serde(default = "beta_step")]
-    beta_step: f32,
+    #[serde(default)]
+    alpha_step: Option<f32>,
+    #[serde(default)]
+    beta_step: Option<f32>,
     #[serde(default = "probe_min_counts")]
     probe_min_counts: f64,
     #[serde(default)]
@@ -696,12 +696,11 @@ struct ReconOptions {
     scan_rotation_deg: f64,
     #[serde(default)]
     pad: usize,
+    #[serde(default = "passive")]
+    object_constraint: String,
 }
-fn one_f32() -> f32 {
-    1.0
-}
-fn beta_step() -> f32 {
-    crate::recon::EpieParams::default().beta
+fn passive() -> String {
+    "passive".into()
 }
 fn probe_min_counts() -> f64 {
     crate::recon::EpieParams::default().probe_min_counts
@@ -742,9 +741,11 @@ fn recon_consumer(
         epsilon_relative: options.epsilon_relative,
         truncation: options.truncation,
         tikhonov: options.tikhonov,
-    }
-    .method(recon.method == "wf")
-    .map_err(CapiError::config)?;
+        auto_step: crate::recon::AutoStep::default(),
+    };
+    let wf = recon.method == "wf";
+    let schedule = method.schedule(wf).map_err(CapiError::config)?;
+    let method = method.method(wf).map_err(CapiError::config)?;
     let request = ReconRequest {
         method,
         probe: ProbeSource::Optics(recon.optics()),
@@ -761,16 +762,17 @@ fn recon_consumer(
         transpose: false,
         pad: options.pad,
         sweeps: options.sweeps,
+        schedule,
+        object_constraint: crate::recon::ObjectConstraint::from_name(&options.object_constraint)
+            .map_err(CapiError::config)?,
     };
     let centre = plan.disc.map(|d| (d.cx, d.cy));
     let mut consumer = request
         .build(plan.frame, (scan.rows(), scan.cols()), centre)
         .map_err(CapiError::config)?;
     consumer.reconstructor_mut().set_threads(threads);
-    Ok(CapiConsumer(Box::new(ReconStage {
-        consumer,
-        sweeps: options.sweeps,
-    })))
+    let sweeps = consumer.reconstructor().planned_sweeps();
+    Ok(CapiConsumer(Box::new(ReconStage { consumer, sweeps })))
 }
 
 /// The reconstruction stage and the sweeps to run when the scan is finished.

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod optics;
 pub mod output;
 pub mod pipeline;
+pub mod plot;
 pub mod recon;
 pub mod sim;
 pub mod source;

@@ -16,6 +16,8 @@
 //! The online pass inside `replay` is one stream in arrival order (consecutive positions
 //! overlap); the second core runs the reduction beside it.
 
+use std::time::Instant;
+
 use super::{Context, Measurement, Workload};
 use crate::recon::{
     EpieParams, Loss, Method, PreparedPattern, ProbeUpdate, ReconSetup, Reconstructor,
@@ -156,7 +158,68 @@ fn w4p_32(ctx: &Context) -> Result<Measurement> {
     probe_sweeps(ctx, 32)
 }
 
-/// W4 and W5 at 64 × 64 and 32 × 32 (frames/s here = updates per second).
+/// W6: the whole reconstruction job of issue 11 in paper 000's set-up: 40 × 40 patterns of
+/// 128 × 128 (MoS₂, 80 kV, α 24 mrad, 800 Å underfocus, 2.3 Å step, 0.8 mrad/px, 10³ e⁻/Å²),
+/// Poisson-WF with the defaults `ptyflow replay --recon wf` uses (automatic steps and sweeps,
+/// `|O| ≤ 1`): the online pass plus the sweeps, timed from the first update to the last,
+/// sweeps on `ctx.threads` threads. Frames/s = patterns / job time; the target, 1600
+/// patterns in 5 s, is 320. Quick mode: 20 × 20 patterns.
+fn w6_job(ctx: &Context) -> Result<Measurement> {
+    use crate::recon::{ObjectConstraint, Schedule, schedule::default_sweeps};
+    let scan = ctx.pick(40, 20);
+    let m = 128;
+    let mut p = SimParams::preset(Preset::Mos2Defocus);
+    p.detector_px = m;
+    p.scan = [scan, scan];
+    p.oversample = 2;
+    p.dose = Dose::PerArea(1e3);
+    let ds = simulate(&p)?;
+    let patterns = ds
+        .frames
+        .chunks_exact(m * m)
+        .map(|f| PreparedPattern::from_frame(f, m))
+        .collect::<Result<Vec<_>>>()?;
+    let dx = crate::optics::window_pixel_angstrom(p.probe.kv, m, p.mrad_per_px);
+    let raster = crate::recon::RasterScan {
+        step_angstrom: [p.step_angstrom; 2],
+        shape: p.scan,
+        rotation_deg: 0.0,
+    };
+    let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
+    let positions = geometry.positions.len();
+    let probe = p.probe.sample(m, dx)?;
+    let sweeps = default_sweeps(positions, m);
+    let build = || -> Result<Reconstructor> {
+        let mut setup = ReconSetup::new(poisson_wf(), probe.clone(), m, geometry.clone());
+        setup.schedule = Schedule::default();
+        setup.planned_sweeps = sweeps;
+        setup.object_constraint = ObjectConstraint::Passive;
+        let mut r = Reconstructor::new(setup)?;
+        r.set_threads(ctx.threads);
+        Ok(r)
+    };
+    let mut passes = Vec::new();
+    for _ in 0..ctx.pick(2, 1) {
+        let mut recon = build()?;
+        let t = Instant::now();
+        for (i, pat) in patterns.iter().enumerate() {
+            recon.update(i, pat)?;
+        }
+        for _ in 0..sweeps {
+            recon.sweep()?;
+        }
+        let seconds = t.elapsed().as_secs_f64();
+        no_skips(&recon)?;
+        passes.push(Measurement {
+            frames: positions as u64,
+            seconds,
+        });
+    }
+    Measurement::median_of(passes).ok_or_else(|| Error::param("bench", "no W6 pass ran"))
+}
+
+/// W4 and W5 at 64 × 64 and 32 × 32 (frames/s here = updates per second), and W6, the whole
+/// reconstruction job at 128 × 128 (frames/s = patterns per second of job time).
 pub fn workloads() -> Vec<Workload> {
     let w = |name, description, m, target_fps, run| Workload {
         name,
@@ -178,6 +241,13 @@ pub fn workloads() -> Vec<Workload> {
         w("W5 Poisson-WF 32", WF, 32, 150e3, w5_32),
         w("W4 ePIE+probe 64", PROBE, 64, 50e3, w4p_64),
         w("W4 ePIE+probe 32", PROBE, 32, 150e3, w4p_32),
+        w(
+            "W6 job 128",
+            "Poisson-WF job, defaults: online pass + automatic sweeps (1600 in ≤ 5 s)",
+            128,
+            320.0,
+            w6_job,
+        ),
     ]
 }
 

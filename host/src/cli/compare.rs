@@ -30,6 +30,9 @@ pub struct Args {
     /// Print the result as JSON (the full FRC curve included).
     #[arg(long)]
     pub json: bool,
+    /// Also draw the FRC curve and its ½-bit threshold into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Reads a 2-D complex64 array.
@@ -59,6 +62,9 @@ pub fn compare_files(args: &Args) -> Result<Comparison> {
 /// Runs `ptyflow compare`.
 pub fn run(args: Args) -> Result<()> {
     let c = compare_files(&args)?;
+    if let Some(path) = &args.plot {
+        frc_plot(&c).write(path)?;
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&c)
             .map_err(|e| Error::param("--json", format!("JSON encoding failed: {e}")))?;
@@ -88,6 +94,49 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The FRC of a comparison against spatial frequency (cycles per pixel), with the ½-bit
+/// threshold dashed.
+pub fn frc_plot(c: &Comparison) -> crate::plot::Plot {
+    use crate::plot::{BLUE, Plot, RED, Series};
+    let curve = |v: &[f64]| {
+        c.frc
+            .frequency
+            .iter()
+            .copied()
+            .zip(v.iter().copied())
+            .collect()
+    };
+    let title = match c.frc.resolution_px() {
+        Some(r) => format!(
+            "FRC: PHASE CORR. {:.3}, 1/2-BIT AT {:.2} PX",
+            c.phase_correlation, r
+        ),
+        None => format!(
+            "FRC: PHASE CORR. {:.3}, ABOVE 1/2-BIT TO NYQUIST",
+            c.phase_correlation
+        ),
+    };
+    Plot {
+        title,
+        x_label: "SPATIAL FREQUENCY (CYCLES/PX)".into(),
+        y_label: "FRC".into(),
+        series: vec![
+            Series {
+                points: curve(&c.frc.frc),
+                rgb: BLUE,
+                dashed: false,
+            },
+            Series {
+                points: curve(&c.frc.threshold),
+                rgb: RED,
+                dashed: true,
+            },
+        ],
+        log_y: false,
+        y_range: Some((-0.1, 1.05)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,10 +157,13 @@ mod tests {
             no_register: false,
             keep_ramp: false,
             json: true,
+            plot: Some(dir.path().join("frc.png")),
         };
         let c = compare_files(&args).unwrap();
         assert!(c.nrmse < 1e-6 && (c.correlation - 1.0).abs() < 1e-6);
         run(args).unwrap();
+        let png = std::fs::read(dir.path().join("frc.png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
         // A 1-D array is refused with the file named.
         let b = dir.path().join("b.npy");
         crate::output::write_npy(&b, &[4], &data[..4]).unwrap();
@@ -122,6 +174,7 @@ mod tests {
             no_register: false,
             keep_ramp: false,
             json: false,
+            plot: None,
         })
         .unwrap_err()
         .to_string();

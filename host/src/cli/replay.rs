@@ -10,6 +10,7 @@ use crate::pipeline::replay::{
     ReplayConfig, estimate_disc, interrupt_flag, replay, replay_dump, resolve_scan, write_report,
 };
 use crate::pipeline::run::RunOptions;
+use crate::recon::AutoStep;
 use crate::source::Dump;
 use crate::source::DumpArgs;
 use crate::{Error, Result};
@@ -166,19 +167,24 @@ pub struct ReconArgs {
     #[arg(long, default_value_t = 0, value_name = "PX")]
     pub recon_pad: usize,
 
-    /// Extra passes over the buffered patterns after the scan (online methods re-iterate;
-    /// one pass under-converges).
-    #[arg(long, default_value_t = 0, value_name = "K")]
-    pub sweeps: usize,
+    /// Extra passes over the buffered patterns after the scan (one online pass
+    /// under-converges). Default: as many as fit ~3 s of single-thread updates, 4 to 20
+    /// (20 for 1600 patterns of 128 × 128).
+    #[arg(long, value_name = "K")]
+    pub sweeps: Option<usize>,
 
-    /// ePIE object step α (0…2).
-    #[arg(long, default_value_t = 1.0, value_name = "A")]
-    pub alpha_step: f32,
+    /// ePIE object step α (0…2). Default: chosen per pass from the dose per object pixel
+    /// and the overlap, falling to the step whose shot noise settles at ~0.005 rad (see
+    /// report.json `loss_history[].step`); giving it fixes α for every update.
+    #[arg(long, value_name = "A")]
+    pub alpha_step: Option<f32>,
 
-    /// ePIE probe step β (0…2); 0 keeps the probe fixed. Small by default: each pattern's
-    /// shot noise otherwise pulls the one shared probe around.
-    #[arg(long, default_value_t = 0.1, value_name = "B")]
-    pub beta_step: f32,
+    /// ePIE probe step β (0…2); 0 keeps the probe fixed. Default with automatic steps:
+    /// 2/N for N scan positions (each pass adds up to two full probe corrections; every
+    /// pattern's shot noise otherwise pulls the one shared probe around); 0.1 when
+    /// --alpha-step is given.
+    #[arg(long, value_name = "B")]
+    pub beta_step: Option<f32>,
 
     /// ePIE: start updating the probe after this many updates (default: from the first sweep).
     #[arg(long, value_name = "N")]
@@ -189,9 +195,23 @@ pub struct ReconArgs {
     #[arg(long, default_value_t = 1e4, value_name = "COUNTS")]
     pub probe_min_counts: f64,
 
-    /// Wirtinger-flow step μ (relative; 1 ≈ one ePIE step; default per loss).
+    /// Wirtinger-flow step μ (relative; 1 ≈ one ePIE step). Default: chosen per pass like
+    /// ePIE's α; giving it fixes μ for every update.
     #[arg(long, value_name = "MU")]
     pub wf_step: Option<f32>,
+
+    /// Automatic steps: target phase noise σ* of the last pass, radians.
+    #[arg(long, default_value_t = AutoStep::default().noise_rad, value_name = "RAD", hide_short_help = true)]
+    pub step_noise: f64,
+
+    /// Automatic steps: the total step Σγ the passes add up to at least (in full
+    /// corrections per pass).
+    #[arg(long, default_value_t = AutoStep::default().total_gamma, value_name = "G", hide_short_help = true)]
+    pub step_total: f64,
+
+    /// Automatic steps: the online pass's step over the last pass's (≥ 1).
+    #[arg(long, default_value_t = AutoStep::default().start_factor, value_name = "S", hide_short_help = true)]
+    pub step_start: f64,
 
     /// ε in counts for the Poisson and amplitude losses (paper 001: 1e-4); the floor of the
     /// dose-relative ε below.
@@ -208,6 +228,13 @@ pub struct ReconArgs {
     /// Truncated Poisson gradient with this α_h (paper 003: ≥ 5); off by default.
     #[arg(long, value_name = "ALPHA_H")]
     pub truncation: Option<f32>,
+
+    /// What the object's modulus may be: `passive` (|O| ≤ 1: a specimen transmits at most
+    /// the incident wave; always physical), `phase` (|O| = 1: a pure phase object, e.g. a
+    /// 2D material; lowers the noise at low dose further, wrong with amplitude contrast) or
+    /// `free`.
+    #[arg(long, default_value = "passive", value_parser = ["passive", "phase", "free"])]
+    pub object_constraint: String,
 
     /// Weight μ₀ of the Tikhonov gradient prior (paper 003); 0 = off.
     #[arg(long, default_value_t = 0.0, value_name = "MU0")]
@@ -363,8 +390,15 @@ impl ReconArgs {
             epsilon_relative: self.epsilon_relative,
             truncation: self.truncation,
             tikhonov: self.tikhonov,
+            auto_step: AutoStep {
+                noise_rad: self.step_noise,
+                total_gamma: self.step_total,
+                start_factor: self.step_start,
+                ..AutoStep::default()
+            },
         };
         let method = options.method(method == "wf")?;
+        let schedule = options.schedule(method_is_wf(&method))?;
         for (flag, v) in [("--kv", kv), ("--mrad-per-px", mrad), ("--step", step)] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(Error::param(flag, format!("{v}: need a value > 0")));
@@ -382,6 +416,8 @@ impl ReconArgs {
             transpose: self.flip,
             pad: self.recon_pad,
             sweeps: self.sweeps,
+            schedule,
+            object_constraint: crate::recon::ObjectConstraint::from_name(&self.object_constraint)?,
         }))
     }
 }
@@ -455,4 +491,8 @@ pub fn run(args: Args) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn method_is_wf(method: &crate::recon::Method) -> bool {
+    matches!(method, crate::recon::Method::Wf(_))
 }

@@ -227,8 +227,13 @@ pub struct ReconRequest {
     pub transpose: bool,
     /// Zero pixels added on each side of the binned window (see [`ReconWindow::pad`]).
     pub pad: usize,
-    /// Extra passes over the buffered patterns after the scan.
-    pub sweeps: usize,
+    /// Extra passes over the buffered patterns after the scan (`None`:
+    /// [`default_sweeps`](crate::recon::schedule::default_sweeps) for the scan and window).
+    pub sweeps: Option<usize>,
+    /// How the object step is chosen.
+    pub schedule: crate::recon::Schedule,
+    /// The constraint on the object's modulus.
+    pub object_constraint: crate::recon::ObjectConstraint,
 }
 
 impl ReconRequest {
@@ -282,7 +287,14 @@ impl ReconRequest {
             rotation_deg: self.scan_rotation_deg,
         };
         let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
-        let recon = Reconstructor::new(ReconSetup::new(self.method, probe, m, geometry))?;
+        let positions = geometry.positions.len();
+        let mut setup = ReconSetup::new(self.method, probe, m, geometry);
+        setup.schedule = self.schedule;
+        setup.object_constraint = self.object_constraint;
+        setup.planned_sweeps = self
+            .sweeps
+            .unwrap_or_else(|| crate::recon::schedule::default_sweeps(positions, m));
+        let recon = Reconstructor::new(setup)?;
         ReconConsumer::new(recon, frame, window)
     }
 }
@@ -300,13 +312,14 @@ pub fn finish(
     use std::time::Instant;
 
     let online_updates = consumer.reconstructor().updates_done();
+    let sweeps = consumer.reconstructor().planned_sweeps();
     let bar = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(request.sweeps as u64).with_message("sweeps")
+        indicatif::ProgressBar::new(sweeps as u64).with_message("sweeps")
     } else {
         indicatif::ProgressBar::hidden()
     };
     let t = Instant::now();
-    for _ in 0..request.sweeps {
+    for _ in 0..sweeps {
         consumer.reconstructor_mut().sweep()?;
         bar.inc(1);
     }
@@ -346,6 +359,10 @@ pub fn finish(
         ]
         .map(String::from),
     );
+    if recon.history().iter().any(|h| h.evaluated > 0) {
+        loss_plot(recon).write(&out.join("loss.png"))?;
+        written.push("loss.png".into());
+    }
     let sweep_updates = recon.updates_done() - online_updates;
     Ok(serde_json::json!({
         "method": recon.method().name(),
@@ -360,13 +377,49 @@ pub fn finish(
         "object_shape": [rows, cols],
         "updates_online": online_updates,
         "updates_sweeps": sweep_updates,
-        "sweeps": request.sweeps,
+        "sweeps": sweeps,
+        "schedule": recon.schedule(),
+        "object_constraint": recon.object_constraint(),
+        "illumination": recon.illumination(),
         "sweep_updates_per_s": if sweep_s > 0.0 { sweep_updates as f64 / sweep_s } else { 0.0 },
         "skipped": recon.skipped(),
         "probe_updates": recon.probe_updates(),
         "sweep_threads": recon.threads(),
+        "auto_step_last_pass": recon.chosen_step(sweeps),
         "loss_history": recon.history(),
     }))
+}
+
+/// The method's own loss per pass (pass 0 = online; ePIE's is the amplitude loss), divided by
+/// the counts of the scored patterns, as a plot. Written only when a pass scored a pattern.
+pub fn loss_plot(recon: &Reconstructor) -> crate::plot::Plot {
+    use crate::plot::{BLUE, Plot, Series};
+    let points = recon
+        .history()
+        .iter()
+        .filter(|h| h.evaluated > 0 && h.counts > 0.0)
+        .map(|h| (h.pass as f64, h.loss / h.counts))
+        .collect();
+    let loss = match recon.method() {
+        crate::recon::Method::Epie(_) => "AMPLITUDE",
+        crate::recon::Method::Wf(w) => w.loss.name(),
+    };
+    Plot {
+        title: format!(
+            "{}: {} LOSS PER PASS (0 = ONLINE)",
+            recon.method().name().to_uppercase(),
+            loss.to_uppercase()
+        ),
+        x_label: "PASS".into(),
+        y_label: "LOSS / COUNTS".into(),
+        series: vec![Series {
+            points,
+            rgb: BLUE,
+            dashed: false,
+        }],
+        log_y: false,
+        y_range: None,
+    }
 }
 
 /// The bounding box `(row0, row1, col0, col1)` of the object pixels whose summed probe
@@ -426,7 +479,9 @@ mod tests {
             bin: 2,
             transpose: true,
             pad: 3,
-            sweeps: 0,
+            sweeps: Some(0),
+            schedule: crate::recon::Schedule::Fixed,
+            object_constraint: crate::recon::ObjectConstraint::Free,
         };
         let mut c = request.build(frame, (1, 1), Some((7.5, 7.5))).unwrap();
         assert_eq!((c.window().binned(), c.window().m()), (4, 10));

@@ -155,6 +155,33 @@ pub(super) fn object_step(object: &mut [Complex32], probe: &[Complex32], r: &[Co
     }
 }
 
+/// The object constraint after a step: `|O| ≤ 1` ([`ObjectConstraint::Passive`]) or
+/// `|O| = 1` ([`ObjectConstraint::PhaseOnly`]) on one row of the window.
+#[inline(always)]
+pub(super) fn constrain(object: &mut [Complex32], constraint: super::ObjectConstraint) {
+    use super::ObjectConstraint as C;
+    match constraint {
+        C::Free => {}
+        C::Passive => {
+            for o in object.iter_mut() {
+                let n = o.norm_sqr().sqrt();
+                let k = if n > 1.0 { 1.0 / n } else { 1.0 };
+                *o *= k;
+            }
+        }
+        C::PhaseOnly => {
+            for o in object.iter_mut() {
+                let n = o.norm_sqr().sqrt();
+                *o = if n > 0.0 {
+                    *o / n
+                } else {
+                    Complex32::new(1.0, 0.0)
+                };
+            }
+        }
+    }
+}
+
 /// The object step with the Tikhonov prior: `O ← O − s·conj(P)·r + w·|P|²·ΔO`.
 #[inline(always)]
 pub(super) fn object_step_prior(

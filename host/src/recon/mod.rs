@@ -47,10 +47,12 @@ pub mod epie;
 pub mod fft;
 pub mod geometry;
 mod kernels;
+pub mod schedule;
 pub mod wf;
 
 pub use epie::{EpieParams, ProbeUpdate};
 pub use geometry::{RasterScan, ScanGeometry};
+pub use schedule::{AutoStep, ChosenStep, Illumination, Schedule};
 pub use wf::{Loss, WfParams};
 
 use num_complex::Complex32;
@@ -64,6 +66,42 @@ const SUBPIXEL_TOLERANCE: f64 = 1e-3;
 
 /// Default of [`ReconSetup::loss_every`].
 pub const DEFAULT_LOSS_EVERY: usize = 8;
+
+/// What the object's modulus may be, enforced on the window after every update.
+///
+/// Measured on abTEM multislice WSe₂ in paper 000's set-up (Poisson WF, automatic steps,
+/// phase correlation over the scanned area): at 4·10² / 10³ / 10⁵ e⁻/Å², free 0.745 / 0.862 /
+/// 0.946, passive 0.779 / 0.881 / –, phase-only 0.795 / 0.888 / 0.960. In paper 001's focused
+/// set-up phase-only changed the result by less than 0.003. Shot noise otherwise leaks into
+/// the modulus, and through the coupled update into the phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectConstraint {
+    /// No constraint.
+    Free,
+    /// `|O| ≤ 1` (default): a passive specimen transmits at most the incident wave. Always
+    /// physical (the probe carries the beam's energy, `Σ|P|² = 1`).
+    #[default]
+    Passive,
+    /// `|O| = 1`: a pure phase object, the weak-absorption limit of thin specimens (2D
+    /// materials, thin biological sections). Wrong for specimens with amplitude contrast.
+    PhaseOnly,
+}
+
+impl ObjectConstraint {
+    /// Parses `free`, `passive` or `phase`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "free" => Ok(ObjectConstraint::Free),
+            "passive" => Ok(ObjectConstraint::Passive),
+            "phase" | "phase-only" => Ok(ObjectConstraint::PhaseOnly),
+            other => Err(Error::param(
+                "recon.object_constraint",
+                format!("`{other}`, expected one of free, passive, phase"),
+            )),
+        }
+    }
+}
 
 /// The reconstruction algorithm and its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,17 +135,18 @@ impl Method {
 /// [`Method`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MethodOptions<'a> {
-    /// ePIE object step α.
-    pub alpha_step: f32,
-    /// ePIE probe step β.
-    pub beta_step: f32,
+    /// ePIE object step α (`None`: chosen by [`Schedule::Auto`]).
+    pub alpha_step: Option<f32>,
+    /// ePIE probe step β (`None`: chosen by [`Schedule::Auto`],
+    /// [`AutoStep::probe_corrections`] over the scan's positions).
+    pub beta_step: Option<f32>,
     /// ePIE: probe updates start after this many updates (`None`: from the first sweep).
     pub probe_after: Option<u64>,
     /// ePIE: hold the probe below this mean count per pattern.
     pub probe_min_counts: f64,
     /// Wirtinger flow's loss, by name ([`Loss::from_name`]; read only for Wirtinger flow).
     pub loss: &'a str,
-    /// Wirtinger flow's step μ (`None`: the loss's default).
+    /// Wirtinger flow's step μ (`None`: chosen by [`Schedule::Auto`]).
     pub wf_step: Option<f32>,
     /// ε in counts.
     pub epsilon: f32,
@@ -117,6 +156,8 @@ pub struct MethodOptions<'a> {
     pub truncation: Option<f32>,
     /// Tikhonov prior weight μ₀.
     pub tikhonov: f32,
+    /// The constants of the automatic step rule (used when the step is not given).
+    pub auto_step: AutoStep,
 }
 
 impl MethodOptions<'_> {
@@ -132,8 +173,8 @@ impl MethodOptions<'_> {
             Method::Wf(p)
         } else {
             Method::Epie(EpieParams {
-                alpha: self.alpha_step,
-                beta: self.beta_step,
+                alpha: self.alpha_step.unwrap_or(1.0),
+                beta: self.beta_step.unwrap_or(EpieParams::default().beta),
                 probe_update: self
                     .probe_after
                     .map_or(ProbeUpdate::AfterFirstPass, ProbeUpdate::AfterUpdates),
@@ -142,6 +183,27 @@ impl MethodOptions<'_> {
         };
         method.validate()?;
         Ok(method)
+    }
+
+    /// How the object step is chosen: [`Schedule::Fixed`] when the step of the method
+    /// (`alpha_step` for ePIE, `wf_step` for Wirtinger flow) was given, else
+    /// [`Schedule::Auto`] with [`MethodOptions::auto_step`]; validated.
+    pub fn schedule(&self, wirtinger_flow: bool) -> Result<Schedule> {
+        let given = if wirtinger_flow {
+            self.wf_step.is_some()
+        } else {
+            self.alpha_step.is_some()
+        };
+        if given {
+            Ok(Schedule::Fixed)
+        } else {
+            let mut auto = self.auto_step;
+            if self.beta_step.is_some() {
+                auto.probe_corrections = None;
+            }
+            auto.validate()?;
+            Ok(Schedule::Auto(auto))
+        }
     }
 }
 
@@ -285,6 +347,10 @@ pub struct LossReport {
     pub amplitude_loss: f64,
     /// Total measured counts of the evaluated patterns (to normalise the losses).
     pub counts: f64,
+    /// The object step of this pass (ePIE's α, Wirtinger flow's μ; with [`Schedule::Auto`]
+    /// the value chosen, in the online pass the last one).
+    #[serde(default)]
+    pub step: f32,
 }
 
 impl LossReport {
@@ -304,6 +370,7 @@ impl LossReport {
         self.loss += other.loss;
         self.amplitude_loss += other.amplitude_loss;
         self.counts += other.counts;
+        self.step = other.step;
     }
 }
 
@@ -327,6 +394,14 @@ pub struct ReconSetup {
     /// Evaluate the loss report on every `loss_every`-th scan index (default 8; 1 = every
     /// pattern). See [`LossReport`].
     pub loss_every: usize,
+    /// How the object step is chosen (default [`Schedule::Fixed`]: the method's α or μ).
+    pub schedule: Schedule,
+    /// The sweeps that will follow the online pass (what [`Schedule::Auto`] plans its
+    /// steps over; sweeps beyond it keep the last step). Default 0.
+    pub planned_sweeps: usize,
+    /// The constraint on the object's modulus (default [`ObjectConstraint::Free`] here; the
+    /// faces default to [`ObjectConstraint::Passive`]).
+    pub object_constraint: ObjectConstraint,
 }
 
 impl ReconSetup {
@@ -345,6 +420,9 @@ impl ReconSetup {
             keep_patterns: true,
             initial_object: None,
             loss_every: DEFAULT_LOSS_EVERY,
+            schedule: Schedule::Fixed,
+            planned_sweeps: 0,
+            object_constraint: ObjectConstraint::Free,
         }
     }
 }
@@ -533,6 +611,10 @@ struct Step<'a> {
     evaluate: bool,
     /// ePIE's probe step β when the probe is updated now, else 0.
     probe_beta: f32,
+    /// The object step of this update: ePIE's α or Wirtinger flow's μ.
+    object_step: f32,
+    /// The constraint on the object's modulus after the step.
+    constraint: ObjectConstraint,
     /// The instruction set to run on.
     simd: SimdLevel,
 }
@@ -579,6 +661,14 @@ struct State {
     seen_patterns: u64,
     pass: usize,
     running: LossReport,
+    /// How the object step is chosen, and what the set-up measured for it.
+    schedule: Schedule,
+    light: Illumination,
+    /// Passes the schedule plans for: the online pass plus the planned sweeps.
+    planned_passes: usize,
+    constraint: ObjectConstraint,
+    /// Scan positions (what an automatic probe step is divided by).
+    positions: usize,
 }
 
 /// The online reconstruction engine (ePIE or Wirtinger flow). See the [module docs](self).
@@ -615,7 +705,13 @@ impl Reconstructor {
             keep_patterns,
             initial_object,
             loss_every,
+            schedule,
+            planned_sweeps,
+            object_constraint,
         } = setup;
+        if let Schedule::Auto(a) = &schedule {
+            a.validate()?;
+        }
         method.validate()?;
         if m < 2 {
             return Err(Error::param("window", format!("{m}, expected ≥ 2")));
@@ -648,7 +744,7 @@ impl Reconstructor {
             None => vec![Complex32::new(1.0, 0.0); rows * cols],
         };
         let stripes = Stripes::new(m);
-        let placements = geometry
+        let placements: Vec<Placement> = geometry
             .positions
             .iter()
             .map(|p| {
@@ -665,6 +761,8 @@ impl Reconstructor {
                 }
             })
             .collect();
+        let corners: Vec<[usize; 2]> = placements.iter().map(|p| [p.row0, p.col0]).collect();
+        let light = Illumination::measure(&probe, m, [rows, cols], &corners);
         let n = geometry.positions.len();
         let store = keep_patterns.then(|| Store {
             amp: vec![0.0; n * m * m],
@@ -696,6 +794,11 @@ impl Reconstructor {
             seen_patterns: 0,
             pass: 0,
             running: LossReport::default(),
+            schedule,
+            light,
+            planned_passes: planned_sweeps.saturating_add(1),
+            constraint: object_constraint,
+            positions: n,
         };
         Ok(Reconstructor {
             state,
@@ -844,6 +947,40 @@ impl Reconstructor {
         self.state.probe_updates
     }
 
+    /// The sweeps the set-up planned after the online pass ([`ReconSetup::planned_sweeps`]).
+    pub fn planned_sweeps(&self) -> usize {
+        self.state.planned_passes - 1
+    }
+
+    /// The constraint on the object's modulus.
+    pub fn object_constraint(&self) -> ObjectConstraint {
+        self.state.constraint
+    }
+
+    /// How the object step is chosen.
+    pub fn schedule(&self) -> &Schedule {
+        &self.state.schedule
+    }
+
+    /// The redundancy and probe area the set-up measured (what [`Schedule::Auto`] reads).
+    pub fn illumination(&self) -> &Illumination {
+        &self.state.light
+    }
+
+    /// The step [`Schedule::Auto`] chooses for pass `pass` at the mean counts seen so far
+    /// (`None` with [`Schedule::Fixed`]).
+    pub fn chosen_step(&self, pass: usize) -> Option<ChosenStep> {
+        match &self.state.schedule {
+            Schedule::Fixed => None,
+            Schedule::Auto(a) => Some(a.choose(
+                &self.state.light,
+                self.state.mean_counts(),
+                pass,
+                self.state.planned_passes,
+            )),
+        }
+    }
+
     /// Sweeps done after the online pass.
     pub fn sweeps_done(&self) -> usize {
         self.history.len().saturating_sub(1)
@@ -964,6 +1101,8 @@ fn update_body(
         place,
         evaluate,
         probe_beta,
+        object_step,
+        constraint,
         simd: _,
     } = *step;
     if pat.total.is_nan() || pat.total <= 0.0 {
@@ -1000,7 +1139,7 @@ fn update_body(
         kernels::exit_wave(&mut psi[y * m..][..m], &p[y * m..][..m], orow);
     }
     let (tikhonov, wf_step) = match method {
-        Method::Wf(w) => (w.tikhonov, w.step),
+        Method::Wf(w) => (w.tikhonov, object_step),
         Method::Epie(_) => (0.0, 0.0),
     };
     if tikhonov > 0.0 {
@@ -1050,9 +1189,9 @@ fn update_body(
         tally.report.counts += pat.total;
     }
     let step_size = match method {
-        Method::Epie(e) => {
+        Method::Epie(_) => {
             kernels::epie_modulus(far, pat.amp_t, c.sqrt(), norm);
-            e.alpha
+            object_step
         }
         Method::Wf(w) => {
             let trunc = w.truncation.map(|alpha_h| {
@@ -1061,7 +1200,7 @@ fn update_body(
             });
             let eps = w.epsilon_for(c);
             kernels::wf_gradient(far, pat.amp_t, c, norm, w.loss, eps, trunc);
-            w.step / w.loss.curvature_scale(pat.max_count)
+            object_step / w.loss.curvature_scale(pat.max_count)
         }
     };
 
@@ -1082,6 +1221,7 @@ fn update_body(
         } else {
             kernels::object_step(orow, pr, rr, s);
         }
+        kernels::constrain(orow, constraint);
     }
     if beta_o > 0.0 {
         Outcome::UpdatedWithProbeCorrection
@@ -1145,6 +1285,24 @@ impl State {
         }
     }
 
+    /// The object step (ePIE's α, Wirtinger flow's μ) for an update now: the method's own, or
+    /// what [`Schedule::Auto`] chooses for this pass and the counts seen so far.
+    fn object_step(&self) -> f32 {
+        match (&self.schedule, &self.method) {
+            (Schedule::Fixed, Method::Epie(e)) => e.alpha,
+            (Schedule::Fixed, Method::Wf(w)) => w.step,
+            (Schedule::Auto(a), _) => {
+                a.choose(
+                    &self.light,
+                    self.mean_counts(),
+                    self.pass,
+                    self.planned_passes,
+                )
+                .step
+            }
+        }
+    }
+
     /// Makes the probe current in real and Fourier space.
     fn sync_probe(&mut self) {
         let s = &mut self.scratch[0];
@@ -1196,10 +1354,17 @@ impl State {
     fn apply_body(&mut self, index: usize, place: &Placement, pat: PatternRef<'_>) {
         let probe_beta = match &self.method {
             Method::Epie(p) if p.probe_active(self.updates, self.pass, self.mean_counts()) => {
-                p.beta
+                match &self.schedule {
+                    Schedule::Auto(AutoStep {
+                        probe_corrections: Some(g),
+                        ..
+                    }) => (*g / self.positions.max(1) as f64).min(p.beta as f64) as f32,
+                    _ => p.beta,
+                }
             }
             _ => 0.0,
         };
+        let object_step = self.object_step();
         let State {
             m,
             method,
@@ -1210,6 +1375,7 @@ impl State {
             object,
             probe,
             scratch,
+            constraint,
             ..
         } = self;
         let (m, s) = (*m, &mut scratch[0]);
@@ -1225,6 +1391,8 @@ impl State {
             place,
             evaluate: index % *loss_every == 0,
             probe_beta,
+            object_step,
+            constraint: *constraint,
             simd: *simd,
         };
         let mut rows = Rows {
@@ -1234,6 +1402,7 @@ impl State {
             object_rows: *rows,
         };
         let mut tally = Tally::default();
+        tally.report.step = object_step;
         let outcome = update_body(s, &step, pat, &mut rows, &mut tally);
         if outcome == Outcome::UpdatedWithProbeCorrection {
             self.probe_updates += 1;
@@ -1290,6 +1459,8 @@ impl State {
     fn sweep_striped(&mut self, store: &Store, placements: &[Placement], stripes: Stripes) {
         let (m, rows, cols) = (self.m, self.rows, self.cols);
         let n = m * m;
+        let object_step = self.object_step();
+        let constraint = self.constraint;
         self.sync_probe();
         // Scan indices per (phase, stripe), each list in arrival order.
         let count = rows.div_ceil(stripes.height) + 1;
@@ -1321,6 +1492,7 @@ impl State {
                 (&self.method, &self.probe, self.loss_every, self.simd);
             let run = |s: &mut Scratch, (k, mut obj, indices): (usize, Rows<'_>, &[usize])| {
                 let mut tally = Tally::default();
+                tally.report.step = object_step;
                 for &index in indices {
                     let step = Step {
                         m,
@@ -1329,6 +1501,8 @@ impl State {
                         place: &placements[index],
                         evaluate: index % loss_every == 0,
                         probe_beta: 0.0,
+                        object_step,
+                        constraint,
                         simd,
                     };
                     update(s, &step, store.pattern(index, n), &mut obj, &mut tally);

@@ -769,7 +769,8 @@ fn sweeps_give_the_same_bits_on_any_thread_count() {
 }
 
 /// The update compiled for AVX2 + FMA gives the same bits as the baseline build, for every
-/// method and option (sub-pixel positions, probe updates, truncation, prior).
+/// method and option (sub-pixel positions, probe updates, truncation, prior, automatic steps,
+/// object constraints).
 #[test]
 fn update_is_the_same_bits_on_every_instruction_set() {
     let ds = dataset(4, 3.0, 17.0, Some(1e4), 81);
@@ -786,10 +787,21 @@ fn update_is_the_same_bits_on_every_instruction_set() {
         }));
         methods.push(Method::Wf(WfParams::new(loss)));
     }
-    for method in methods {
+    let options = [
+        (Schedule::Fixed, ObjectConstraint::Free),
+        (Schedule::default(), ObjectConstraint::Passive),
+        (Schedule::default(), ObjectConstraint::PhaseOnly),
+    ];
+    for (method, (schedule, constraint)) in methods
+        .into_iter()
+        .flat_map(|m| options.into_iter().map(move |o| (m, o)))
+    {
         let run = |simd: SimdLevel| {
             let mut setup = ReconSetup::new(method, ds.probe.clone(), ds.m, ds.geometry.clone());
             setup.loss_every = 1;
+            setup.schedule = schedule;
+            setup.planned_sweeps = 1;
+            setup.object_constraint = constraint;
             let mut r = Reconstructor::new(setup).unwrap();
             r.state.simd = simd;
             let mut pat = r.new_pattern();
@@ -868,4 +880,82 @@ fn probe_is_held_at_low_dose() {
             .to_string()
             .contains("--probe-min-counts")
     );
+}
+
+/// Issue 11: the automatic steps follow the dose. On the same scan, patterns with 100× the
+/// counts get a larger step (until α = 1), every pass reports the step it used, and the last
+/// planned pass uses the rule's end value.
+#[test]
+fn automatic_steps_follow_the_dose_and_are_reported() {
+    let step_of = |counts: f64| {
+        let ds = dataset(6, 3.0, 17.0, Some(counts), 5);
+        let mut setup = ReconSetup::new(
+            Method::Wf(WfParams::new(Loss::Poisson)),
+            ds.probe.clone(),
+            ds.m,
+            ds.geometry.clone(),
+        );
+        setup.schedule = Schedule::default();
+        setup.planned_sweeps = 3;
+        let mut r = Reconstructor::new(setup).unwrap();
+        let mut pat = r.new_pattern();
+        for (i, f) in ds.frames.iter().enumerate() {
+            pat.prepare(f).unwrap();
+            r.update(i, &pat).unwrap();
+        }
+        for _ in 0..3 {
+            r.sweep().unwrap();
+        }
+        let last = r.history().last().unwrap().step;
+        let chosen = r.chosen_step(3).unwrap();
+        assert_eq!(last, chosen.step);
+        assert!(r.history().iter().all(|h| h.step > 0.0 && h.step <= 1.0));
+        (last, chosen.dose_per_pixel)
+    };
+    // This small scan overlaps little (R ≈ 2): at 10⁴ counts the floor G/P sets the step
+    // (measured 0.45), at 10⁶ the noise rule reaches the cap α = 1.
+    let (lo, d_lo) = step_of(1e4);
+    let (hi, d_hi) = step_of(1e6);
+    assert!(
+        lo < 0.9 && hi == 1.0,
+        "step {hi} at 1e6 counts, {lo} at 1e4"
+    );
+    assert!((d_hi / d_lo - 100.0).abs() < 5.0, "{d_hi} / {d_lo}");
+}
+
+/// The constraints hold on the whole object after updates on noisy data: `|O| ≤ 1` for
+/// passive, `|O| = 1` for phase-only; without a constraint shot noise pushes `|O|` past 1.
+#[test]
+fn object_constraints_hold_after_noisy_updates() {
+    let ds = dataset(6, 3.0, 17.0, Some(30.0), 9);
+    let run = |constraint| {
+        let mut setup = ReconSetup::new(
+            Method::Epie(EpieParams::default()),
+            ds.probe.clone(),
+            ds.m,
+            ds.geometry.clone(),
+        );
+        setup.object_constraint = constraint;
+        let mut r = Reconstructor::new(setup).unwrap();
+        let mut pat = r.new_pattern();
+        for (i, f) in ds.frames.iter().enumerate() {
+            pat.prepare(f).unwrap();
+            r.update(i, &pat).unwrap();
+        }
+        r.sweep().unwrap();
+        let moduli: Vec<f32> = r.object().iter().map(|o| o.norm()).collect();
+        let max = moduli.iter().copied().fold(0.0f32, f32::max);
+        let min = moduli.iter().copied().fold(f32::INFINITY, f32::min);
+        (min, max)
+    };
+    let (_, free_max) = run(ObjectConstraint::Free);
+    assert!(
+        free_max > 1.05,
+        "the free modulus never passed 1 ({free_max}): the test cannot tell"
+    );
+    let (_, passive_max) = run(ObjectConstraint::Passive);
+    assert!(passive_max <= 1.0 + 1e-6, "{passive_max}");
+    let (phase_min, phase_max) = run(ObjectConstraint::PhaseOnly);
+    assert!((phase_min - 1.0).abs() < 1e-5 && (phase_max - 1.0).abs() < 1e-5);
+    assert!(ObjectConstraint::from_name("absorbing").is_err());
 }
