@@ -61,12 +61,22 @@
  *    "mrad_per_px": 0.5,                                   optional: radii then in mrad
  *    "threads": 0, "batch_frames": 0, "queue_batches": 0,  0: defaults
  *    "blocking": true,
+ *    "memory_budget": "8G",                                optional: bytes or "500M", "16GiB", "50%"
  *    "recon": {"method": "epie"|"wf", "kv": 80, "alpha_mrad": 25,
  *              "defocus_angstrom": 0, "cs_mm": 0, "astigmatism_angstrom": 0,
  *              "astigmatism_angle_deg": 0, "mrad_per_px": 0.5,
  *              "scan_step_angstrom": 0.4, "window": 0, ...method options}}
  *   Unknown top-level keys are an error. The bright-field disc must be given explicitly in
  *   push mode (ptyflow replay can find it from the recorded data; a live stream cannot).
+ *
+ * MEMORY BUDGET
+ *   ptyflow_create estimates every buffer whose size follows from the configuration (frame
+ *   geometry, scan, detectors, pool, reconstruction object and pattern store) before it
+ *   allocates anything, and refuses a configuration that needs more than the budget with
+ *   PTYFLOW_ERR_CONFIG and a message naming the field, the size and the budget. The budget is
+ *   memory_budget (struct: bytes, 0 = default), else the environment variable
+ *   PTYFLOW_MEMORY_BUDGET, else 75 % of physical memory. Allocations that still fail are
+ *   PTYFLOW_ERR_CONFIG too: a size in the configuration never aborts the calling program.
  *
  * RECONSTRUCTION
  *   "recon" / PtyflowConfig.recon and the results "object" and "probe" are reserved for the
@@ -101,7 +111,8 @@
 // A required pointer argument was NULL.
 #define PTYFLOW_ERR_NULL -1
 
-// The configuration is invalid (bad JSON, unknown key, geometry, detector spec, missing disc).
+// The configuration is invalid (bad JSON, unknown key, geometry, detector spec, missing disc),
+// or needs more memory than the budget (`memory_budget`) or the system can give.
 #define PTYFLOW_ERR_CONFIG -2
 
 // A length does not match: the frame's byte count, an output buffer's element count, a
@@ -233,6 +244,11 @@ typedef struct PtyflowConfig {
   int non_blocking;
   // Optional online reconstruction; NULL: none. Read during ptyflow_create only.
   const struct PtyflowReconConfig *recon;
+  // Memory the pipeline may use, in bytes, checked at creation before anything is
+  // allocated: a configuration that needs more is refused with PTYFLOW_ERR_CONFIG and a
+  // message naming the field that sets the size. 0 (default): the environment variable
+  // PTYFLOW_MEMORY_BUDGET (e.g. "8G", "50%"), else 75 % of physical memory.
+  uint64_t memory_budget;
 } PtyflowConfig;
 
 // Counters of a pipeline, readable at any time from any thread.

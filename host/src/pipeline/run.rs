@@ -43,6 +43,19 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set from outside (Ctrl-C) to stop after the current batch.
     pub interrupt: Arc<AtomicBool>,
+    /// The memory the job may use, checked before the first frame ([`crate::budget`]).
+    /// `None`: `PTYFLOW_MEMORY_BUDGET`, else 75 % of physical memory.
+    pub memory_budget: Option<crate::budget::MemoryBudget>,
+}
+
+impl RunOptions {
+    /// [`RunOptions::memory_budget`], or the default when it is `None`.
+    pub fn budget(&self) -> Result<crate::budget::MemoryBudget> {
+        match &self.memory_budget {
+            Some(b) => Ok(b.clone()),
+            None => crate::budget::MemoryBudget::resolve(None, "--memory-budget"),
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -54,6 +67,7 @@ impl Default for RunOptions {
             limit: None,
             progress: false,
             interrupt: Arc::new(AtomicBool::new(false)),
+            memory_budget: None,
         }
     }
 }
