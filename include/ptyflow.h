@@ -61,6 +61,7 @@
  *    "mrad_per_px": 0.5,                                   optional: radii then in mrad
  *    "threads": 0, "batch_frames": 0, "queue_batches": 0,  0: defaults
  *    "blocking": true,
+ *    "memory_budget": "8G",                                optional: bytes or "500M", "16GiB", "50%"
  *    "recon": {"method": "epie"|"wf", "kv": 80, "alpha_mrad": 25,
  *              "defocus_angstrom": 0, "cs_mm": 0, "astigmatism_angstrom": 0,
  *              "astigmatism_angle_deg": 0, "mrad_per_px": 0.5,
@@ -68,16 +69,28 @@
  *   Unknown top-level keys are an error. The bright-field disc must be given explicitly in
  *   push mode (ptyflow replay can find it from the recorded data; a live stream cannot).
  *
+ * MEMORY BUDGET
+ *   ptyflow_create estimates every buffer whose size follows from the configuration (frame
+ *   geometry, scan, detectors, pool, reconstruction object and pattern store) before it
+ *   allocates anything, and refuses a configuration that needs more than the budget with
+ *   PTYFLOW_ERR_CONFIG and a message naming the field, the size and the budget. The budget is
+ *   memory_budget (struct: bytes, 0 = default), else the environment variable
+ *   PTYFLOW_MEMORY_BUDGET, else 75 % of physical memory. Allocations that still fail are
+ *   PTYFLOW_ERR_CONFIG too: a size in the configuration never aborts the calling program.
+ *
  * RECONSTRUCTION
- *   "recon" / PtyflowConfig.recon and the results "object" and "probe" are reserved for the
- *   online reconstruction. This build does not have it yet: a configuration that asks for it
- *   is refused with PTYFLOW_ERR_UNSUPPORTED.
+ *   With "recon" (JSON) / PtyflowConfig.recon the online reconstruction runs on its own thread
+ *   beside the reduction, one update per pushed frame in push order, its sweeps in
+ *   ptyflow_finish. Its JSON options are those of `ptyflow replay` (sweeps, bin, loss,
+ *   alpha_step, beta_step, wf_step, object_constraint, ...); steps and sweeps left out are
+ *   chosen from the dose and the overlap exactly as replay chooses them, so the same frames
+ *   give the same object. Results "object" [rows, cols, 2] and "probe" [M, M, 2].
  *
  * RESULTS (after ptyflow_finish; the layout of `ptyflow replay`'s .npy files, float32, C order)
  *   "dose" [rows, cols]; "mean", "var" [binned height, binned width];
  *   "virtual_<name>" [rows, cols] or [rows, cols, channels] with "virtual_<name>_sum";
  *   "virtual_com_x", "virtual_com_y" [rows, cols] (pixels from the disc centre);
- *   later "object", "probe" [.., 2] (complex as interleaved re, im).
+ *   "object", "probe" [.., 2] with a reconstruction (complex as interleaved re, im).
  *   A scan position whose frame was never pushed holds 0: compare PtyflowCounters.processed
  *   with rows * cols to know that the scan is complete.
  */
@@ -101,7 +114,8 @@
 // A required pointer argument was NULL.
 #define PTYFLOW_ERR_NULL -1
 
-// The configuration is invalid (bad JSON, unknown key, geometry, detector spec, missing disc).
+// The configuration is invalid (bad JSON, unknown key, geometry, detector spec, missing disc),
+// or needs more memory than the budget (`memory_budget`) or the system can give.
 #define PTYFLOW_ERR_CONFIG -2
 
 // A length does not match: the frame's byte count, an output buffer's element count, a
@@ -233,6 +247,11 @@ typedef struct PtyflowConfig {
   int non_blocking;
   // Optional online reconstruction; NULL: none. Read during ptyflow_create only.
   const struct PtyflowReconConfig *recon;
+  // Memory the pipeline may use, in bytes, checked at creation before anything is
+  // allocated: a configuration that needs more is refused with PTYFLOW_ERR_CONFIG and a
+  // message naming the field that sets the size. 0 (default): the environment variable
+  // PTYFLOW_MEMORY_BUDGET (e.g. "8G", "50%"), else 75 % of physical memory.
+  uint64_t memory_budget;
 } PtyflowConfig;
 
 // Counters of a pipeline, readable at any time from any thread.

@@ -15,6 +15,10 @@
 //!   (`ptyflow_last_error_message`).
 //! - No Rust type crosses the boundary; no panic either: every entry point runs inside
 //!   `catch_unwind` and turns a panic into `PTYFLOW_ERR_PANIC`.
+//! - Nor an allocation failure, which would abort the calling program: creation checks the
+//!   configuration against the memory budget ([`crate::budget`]; field `memory_budget`)
+//!   before it allocates, and allocates the big buffers fallibly; both are
+//!   `PTYFLOW_ERR_CONFIG` with a message naming the field.
 //!
 //! # Thread safety (mirrored in the header)
 //! The handle's state sits behind a mutex, so every call on one handle is safe from any thread;
@@ -26,8 +30,9 @@
 //! # Reconstruction
 //! The configuration has an optional `recon` part (method, optics, scan step, and in JSON the
 //! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`,
-//! `probe_min_counts`, `wf_step`,
-//! `epsilon`, `epsilon_relative`, `truncation`, `tikhonov`, `scan_rotation_deg`, `pad`). The reconstruction then runs on
+//! `probe_min_counts`, `wf_step`, `epsilon`, `epsilon_relative`, `truncation`, `tikhonov`,
+//! `scan_rotation_deg`, `pad`, `object_constraint`; steps and sweeps not given are chosen by
+//! [`Schedule::Auto`](crate::recon::Schedule) as in `replay`). The reconstruction then runs on
 //! its own thread beside the reduction, one update per pushed frame in push order; its sweeps
 //! run in `ptyflow_finish`, and its results are `object` (`[rows, cols, 2]`) and `probe`
 //! (`[M, M, 2]`), complex values as (re, im) float pairs.
@@ -58,7 +63,8 @@ pub const PTYFLOW_OK: c_int = 0;
 pub const PTYFLOW_QUEUE_FULL: c_int = 1;
 /// A required pointer argument was NULL.
 pub const PTYFLOW_ERR_NULL: c_int = -1;
-/// The configuration is invalid (bad JSON, unknown key, geometry, detector spec, missing disc).
+/// The configuration is invalid (bad JSON, unknown key, geometry, detector spec, missing disc),
+/// or needs more memory than the budget (`memory_budget`) or the system can give.
 pub const PTYFLOW_ERR_CONFIG: c_int = -2;
 /// A length does not match: the frame's byte count, an output buffer's element count, a
 /// dims array or name buffer that is too small. Nothing was written or taken.
@@ -153,6 +159,11 @@ pub struct PtyflowConfig {
     pub non_blocking: c_int,
     /// Optional online reconstruction; NULL: none. Read during ptyflow_create only.
     pub recon: *const PtyflowReconConfig,
+    /// Memory the pipeline may use, in bytes, checked at creation before anything is
+    /// allocated: a configuration that needs more is refused with PTYFLOW_ERR_CONFIG and a
+    /// message naming the field that sets the size. 0 (default): the environment variable
+    /// PTYFLOW_MEMORY_BUDGET (e.g. "8G", "50%"), else 75 % of physical memory.
+    pub memory_budget: u64,
 }
 
 /// The online reconstruction and its optics. Initialise with ptyflow_recon_config_init.
@@ -242,6 +253,37 @@ impl CapiError {
     }
     fn config(e: impl std::fmt::Display) -> Self {
         CapiError::new(PTYFLOW_ERR_CONFIG, format!("configuration: {e}"))
+    }
+    /// A library error met while setting up: PTYFLOW_ERR_CONFIG, with a size that does not
+    /// fit ([`crate::Error::Memory`]) renamed from the CLI's flag to this API's field.
+    fn setup(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Memory {
+                name,
+                msg,
+                needed,
+                budget,
+            } => CapiError::config(crate::Error::memory(c_field(&name), msg, needed, budget)),
+            other => CapiError::config(other),
+        }
+    }
+}
+
+/// The configuration field (struct or JSON) behind a parameter the library names by its
+/// command-line flag.
+fn c_field(flag: &str) -> &str {
+    match flag {
+        "--step" => "recon.scan_step_angstrom",
+        "--scan" => "scan",
+        "--crop" => "crop",
+        "--bin" => "bin",
+        "--virtual" => "virtual",
+        "--threads" => "threads",
+        "--recon-window" => "recon.window",
+        "--recon-bin" => "recon.bin",
+        "--recon-pad" => "recon.pad",
+        "--memory-budget" => "memory_budget",
+        other => other,
     }
 }
 
@@ -380,6 +422,10 @@ struct Config {
     blocking: bool,
     #[serde(default)]
     recon: Option<ReconConfig>,
+    /// Bytes (a number) or a SIZE string ("8G", "50%"); absent or 0: PTYFLOW_MEMORY_BUDGET
+    /// or the default ([`crate::budget`]).
+    #[serde(default)]
+    memory_budget: Option<serde_json::Value>,
 }
 
 fn one() -> usize {
@@ -531,7 +577,26 @@ impl Config {
             queue_batches: u(c.queue_batches),
             blocking: c.non_blocking == 0,
             recon,
+            memory_budget: (c.memory_budget != 0).then(|| c.memory_budget.into()),
         })
+    }
+
+    /// The memory budget: `memory_budget`, else PTYFLOW_MEMORY_BUDGET, else the default.
+    fn budget(&self) -> CResult<crate::budget::MemoryBudget> {
+        let given = match &self.memory_budget {
+            None => None,
+            // 0 is the default, as in the struct.
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(0) => None,
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            Some(other) => {
+                return Err(CapiError::config(format!(
+                    "memory_budget {other}: expected bytes (a number) or a size such as \"8G\""
+                )));
+            }
+        };
+        crate::budget::MemoryBudget::resolve(given.as_deref(), "memory_budget")
+            .map_err(CapiError::setup)
     }
 
     /// Validates everything and starts the pipeline's threads.
@@ -603,6 +668,30 @@ impl Config {
             width,
             height,
         });
+        let defaults = PushOptions::default();
+        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
+        let opts = PushOptions {
+            threads: pick(self.threads, defaults.threads),
+            batch_frames: pick(self.batch_frames, defaults.batch_frames),
+            queue_batches: pick(self.queue_batches, defaults.queue_batches),
+            blocking: self.blocking,
+        };
+        // Every size that follows from this configuration must fit the budget before
+        // anything is allocated (the reconstruction's part is added once it is parsed).
+        let budget = self.budget()?;
+        let mut need = crate::budget::ReductionSize {
+            frame: geometry,
+            pixel,
+            bin: self.bin,
+            crop,
+            detectors: &specs,
+            frames: scan.positions(),
+            scan: (rows, cols),
+            threads: opts.threads,
+        }
+        .plan();
+        need.extend(crate::budget::push_pool(geometry, pixel, &opts));
+        need.check(&budget).map_err(CapiError::setup)?;
         let plan = ReducePlan::new(
             geometry,
             pixel,
@@ -612,27 +701,29 @@ impl Config {
             disc,
             scan.positions(),
         )
-        .map_err(CapiError::config)?;
+        .map_err(CapiError::setup)?;
         let plan = Arc::new(plan);
-        let defaults = PushOptions::default();
-        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
         let consumer = match &self.recon {
             None => None,
             Some(recon) => {
                 recon.validate(mrad)?;
-                let threads = pick(self.threads, defaults.threads);
-                Some(recon_consumer(recon, mrad, &plan, &scan, threads)?)
+                let fits = (&need, &budget);
+                Some(recon_consumer(
+                    recon,
+                    mrad,
+                    &plan,
+                    &scan,
+                    opts.threads,
+                    fits,
+                )?)
             }
         };
-        let opts = PushOptions {
-            threads: pick(self.threads, defaults.threads),
-            batch_frames: pick(self.batch_frames, defaults.batch_frames),
-            queue_batches: pick(self.queue_batches, defaults.queue_batches),
-            blocking: self.blocking,
-        };
         let frames = plan.frames;
-        let pipeline = PushPipeline::start(Arc::clone(&plan), consumer, &opts)
-            .map_err(|e| CapiError::new(PTYFLOW_ERR_PIPELINE, e.to_string()))?;
+        let pipeline =
+            PushPipeline::start(Arc::clone(&plan), consumer, &opts).map_err(|e| match e {
+                e @ crate::Error::Memory { .. } => CapiError::setup(e),
+                e => CapiError::new(PTYFLOW_ERR_PIPELINE, e.to_string()),
+            })?;
         Ok(PtyflowPipeline {
             counters: pipeline.counter_reader(),
             frame_bytes: pipeline.frame_bytes(),
@@ -723,6 +814,7 @@ fn recon_consumer(
     plan: &Arc<ReducePlan>,
     scan: &Scan,
     threads: usize,
+    (need, budget): (&crate::budget::MemoryPlan, &crate::budget::MemoryBudget),
 ) -> CResult<CapiConsumer> {
     use crate::pipeline::recon::{ProbeSource, ReconRequest};
     use crate::recon::MethodOptions;
@@ -757,7 +849,15 @@ fn recon_consumer(
             .unwrap_or(f64::NAN),
         step_angstrom: recon.scan_step_angstrom,
         scan_rotation_deg: options.scan_rotation_deg,
-        window: (recon.window > 0).then_some(recon.window * options.bin),
+        window: match recon.window {
+            0 => None,
+            w => Some(w.checked_mul(options.bin).ok_or_else(|| {
+                CapiError::config(format!(
+                    "recon.window {w} × recon.bin {}: overflows; expected a window inside the frame",
+                    options.bin
+                ))
+            })?),
+        },
         bin: options.bin,
         transpose: false,
         pad: options.pad,
@@ -766,10 +866,16 @@ fn recon_consumer(
         object_constraint: crate::recon::ObjectConstraint::from_name(&options.object_constraint)
             .map_err(CapiError::config)?,
     };
+    // The reduction's estimate plus the reconstruction's (object, pattern store, window).
+    let mut need = need.clone();
+    let shape = (scan.rows(), scan.cols());
+    need.extend(crate::budget::recon(&request, plan.frame, shape, threads));
+    need.extend(crate::budget::thread_stacks(1, "threads"));
+    need.check(budget).map_err(CapiError::setup)?;
     let centre = plan.disc.map(|d| (d.cx, d.cy));
     let mut consumer = request
-        .build(plan.frame, (scan.rows(), scan.cols()), centre)
-        .map_err(CapiError::config)?;
+        .build(plan.frame, shape, centre)
+        .map_err(CapiError::setup)?;
     consumer.reconstructor_mut().set_threads(threads);
     let sweeps = consumer.reconstructor().planned_sweeps();
     Ok(CapiConsumer(Box::new(ReconStage { consumer, sweeps })))
@@ -867,6 +973,7 @@ pub unsafe extern "C" fn ptyflow_config_init(config: *mut PtyflowConfig) -> c_in
             queue_batches: 0,
             non_blocking: 0,
             recon: std::ptr::null(),
+            memory_budget: 0,
         };
         // SAFETY: non-NULL and, as the caller promises, writable for one PtyflowConfig; `write`
         // does not read the (possibly uninitialised) old value.

@@ -50,6 +50,22 @@ pub enum Error {
         /// The core's error.
         source: ptyflow_core::Error,
     },
+    /// A size that follows from the configuration does not fit: its arithmetic overflows, an
+    /// allocation failed, or the job needs more than the memory budget
+    /// ([`crate::budget`]). Refused at set-up, before the first frame.
+    #[error("parameter `{name}`: {msg}")]
+    Memory {
+        /// The parameter to change, as the user writes it (e.g. `--step`); the C API renames
+        /// it to its own field name.
+        name: String,
+        /// What would be allocated, how much it needs and the limit it exceeds.
+        msg: String,
+        /// Bytes the job (or the one buffer) would need; `None` when that overflows 64 bits.
+        needed: Option<u64>,
+        /// The memory budget in bytes, when the budget was the limit (`None`: the allocator
+        /// refused).
+        budget: Option<u64>,
+    },
     /// The run was interrupted (Ctrl-C, or the consumer went away).
     #[error("interrupted: {0}")]
     Interrupted(String),
@@ -83,6 +99,20 @@ impl Error {
         Error::Param {
             name: name.into(),
             msg: msg.into(),
+        }
+    }
+    /// An [`Error::Memory`] for the parameter `name`.
+    pub fn memory(
+        name: impl Into<String>,
+        msg: impl Into<String>,
+        needed: Option<u64>,
+        budget: Option<u64>,
+    ) -> Self {
+        Error::Memory {
+            name: name.into(),
+            msg: msg.into(),
+            needed,
+            budget,
         }
     }
     /// An [`Error::Core`] raised while setting up `context`.

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod benchmark;
+pub mod budget;
 pub mod capi;
 pub mod cli;
 pub mod error;

@@ -79,14 +79,19 @@ pub fn read_npy<T: npyz::Deserialize>(path: &Path) -> Result<(Vec<usize>, Vec<T>
 /// neighbour), so a 10 × 10 scan's virtual image is still visible.
 const PREVIEW_MIN_SIDE: usize = 256;
 
+/// Enlarging stops before the longer side passes this (a 1 × 10⁴ line scan would otherwise
+/// make a 2.56 M × 256 pixel image).
+const PREVIEW_MAX_SIDE: usize = 4096;
+
 /// Writes a grey-scale 8-bit PNG preview of a row-major `height × width` image.
 ///
 /// Values are mapped linearly from the 0.5th to the 99.5th percentile of the finite values to
 /// 0…255 (robust against a few hot pixels); NaN is drawn black. A constant image is mid-grey.
 /// Images whose smaller side is below 256 pixels are enlarged by the integer factor that
-/// brings it to at least 256 (each value becomes a block of pixels).
+/// brings it to at least 256 (each value becomes a block of pixels), as long as the longer
+/// side stays within 4096 pixels.
 pub fn write_png(path: &Path, width: usize, height: usize, data: &[f32]) -> Result<()> {
-    if width * height != data.len() || width == 0 {
+    if width.checked_mul(height) != Some(data.len()) || width == 0 {
         return Err(Error::file(
             path,
             format!(
@@ -109,7 +114,10 @@ pub fn write_png(path: &Path, width: usize, height: usize, data: &[f32]) -> Resu
             }
         })
         .collect();
-    let scale = PREVIEW_MIN_SIDE.div_ceil(width.min(height)).max(1);
+    let scale = PREVIEW_MIN_SIDE
+        .div_ceil(width.min(height))
+        .min(PREVIEW_MAX_SIDE / width.max(height))
+        .max(1);
     let pixels: Vec<u8> = if scale == 1 {
         pixels
     } else {
@@ -125,9 +133,15 @@ pub fn write_png(path: &Path, width: usize, height: usize, data: &[f32]) -> Resu
             .collect()
     };
     let (width, height) = (width * scale, height * scale);
+    let (Ok(png_width), Ok(png_height)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Err(Error::file(
+            path,
+            format!("a {width} × {height} image is beyond what PNG can hold"),
+        ));
+    };
     let io = |e| Error::io(path, e);
     let file = BufWriter::new(File::create(path).map_err(io)?);
-    let mut encoder = png::Encoder::new(file, width as u32, height as u32);
+    let mut encoder = png::Encoder::new(file, png_width, png_height);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     let png_err = |e: png::EncodingError| Error::file(path, format!("PNG encoding failed: {e}"));
@@ -203,6 +217,23 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         assert!(write_png(&p, 7, 8, &data).is_err());
+        assert!(write_png(&p, usize::MAX, 2, &data).is_err());
+    }
+
+    /// Issue 20: a line scan is enlarged only as far as 4096 pixels along its length.
+    #[test]
+    fn png_previews_of_long_thin_images_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("line.png");
+        let side =
+            |bytes: &[u8], at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        write_png(&p, 1000, 2, &vec![1.0; 2000]).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        // IHDR: width at byte 16, height at byte 20; enlarged 4× (not 128×).
+        assert_eq!((side(&bytes, 16), side(&bytes, 20)), (4000, 8));
+        write_png(&p, 20_000, 1, &vec![1.0; 20_000]).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!((side(&bytes, 16), side(&bytes, 20)), (20_000, 1));
     }
 
     #[test]

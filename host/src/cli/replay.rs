@@ -94,6 +94,13 @@ pub struct Args {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Memory the job may use, checked before the first frame: bytes, 500M, 18G, 16GiB,
+    /// 50% (of physical memory) or `unlimited`. A job that needs more is refused at once,
+    /// naming the flag that sets the size. Default: $PTYFLOW_MEMORY_BUDGET, else 75 % of
+    /// physical memory.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<String>,
+
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -308,6 +315,10 @@ impl Args {
             run.threads = t;
         }
         run.interrupt = interrupt_flag();
+        run.memory_budget = Some(crate::budget::MemoryBudget::resolve(
+            self.memory_budget.as_deref(),
+            "--memory-budget",
+        )?);
         Ok(ReplayConfig {
             dump: self.dump.clone(),
             open: self.layout.to_open_options(),
@@ -440,6 +451,8 @@ pub fn run(args: Args) -> Result<()> {
             let info = dump.info();
             let frame = FrameGeometry::new(info.width, info.height)
                 .map_err(|e| Error::core(info.path.display().to_string(), e))?;
+            // The whole job, reconstruction included, must fit before anything is built.
+            crate::budget::replay(&config, &dump, Some(request))?.check(&config.run.budget()?)?;
             let centre = match config.center {
                 Some(c) => Some(c),
                 None => estimate_disc(&dump)?.map(|d| (d.cx, d.cy)),

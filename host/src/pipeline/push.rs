@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 
 use super::reduce::{ReducePlan, Reducer};
 use super::run::{Counters, OrderedConsumer, Worker};
+use crate::budget::{checked_len, try_filled, try_with_capacity};
 use crate::source::{Frame, PixelKind};
 use crate::{Error, Result};
 
@@ -171,15 +172,30 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
     pub fn start(plan: Arc<ReducePlan>, consumer: Option<C>, opts: &PushOptions) -> Result<Self> {
         let threads = opts.threads.max(1);
         let batch_frames = opts.batch_frames.max(1);
-        let frame_bytes = plan.frame.area() * plan.pixel.bytes();
+        // Sizes follow from the configuration: checked, and allocated fallibly.
+        let (name, what) = ("batch_frames", "the push buffer pool");
+        let frame_bytes = checked_len(&[plan.frame.area(), plan.pixel.bytes()], name, what)?;
         // Pixels are aligned in every slot: frame_bytes is a multiple of the pixel size.
-        let words = (batch_frames * frame_bytes).div_ceil(4);
-        let pool = opts.queue_batches.max(1) + threads + 1;
+        let words = checked_len(&[batch_frames, frame_bytes], name, what)?.div_ceil(4);
+        let pool = opts
+            .queue_batches
+            .max(1)
+            .checked_add(threads)
+            .and_then(|p| p.checked_add(1))
+            .ok_or_else(|| {
+                Error::memory(
+                    "queue_batches",
+                    format!("{what}: too many batches"),
+                    None,
+                    None,
+                )
+            })?;
+        checked_len(&[pool, words, 4], name, what)?;
         let (free_tx, free_rx) = bounded(pool);
         for _ in 0..pool {
             let batch = Batch {
-                words: vec![0; words],
-                indices: Vec::with_capacity(batch_frames),
+                words: try_filled(words, 0, name, what)?,
+                indices: try_with_capacity(batch_frames, name, what)?,
             };
             free_tx
                 .send(batch)
@@ -189,34 +205,38 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
         // The pool bounds what is in flight, so these channels never hold more than `pool`.
         let (work_tx, work_rx) = unbounded::<Arc<Batch>>();
         let pixel = plan.pixel;
-        let mut workers = Vec::with_capacity(threads);
+        let mut workers = try_with_capacity(threads, "threads", "the worker threads")?;
+        // A thread the system cannot start is an error, not a panic.
+        let spawn_err = |e| Error::memory("threads", format!("starting a thread: {e}"), None, None);
         for _ in 0..threads {
             let mut reducer = Reducer::new(Arc::clone(&plan))?;
             let (rx, free, live) = (work_rx.clone(), free_tx.clone(), Arc::clone(&live));
-            workers.push(std::thread::spawn(
-                move || -> Result<(Reducer, Duration)> {
-                    let mut busy = Duration::ZERO;
-                    for batch in rx {
-                        let t = Instant::now();
-                        let bytes = batch.bytes();
-                        for (k, &index) in batch.indices.iter().enumerate() {
-                            reducer.process(index, frame_at(bytes, k, frame_bytes, pixel))?;
+            workers.push(
+                std::thread::Builder::new()
+                    .spawn(move || -> Result<(Reducer, Duration)> {
+                        let mut busy = Duration::ZERO;
+                        for batch in rx {
+                            let t = Instant::now();
+                            let bytes = batch.bytes();
+                            for (k, &index) in batch.indices.iter().enumerate() {
+                                reducer.process(index, frame_at(bytes, k, frame_bytes, pixel))?;
+                            }
+                            busy += t.elapsed();
+                            live.processed
+                                .fetch_add(batch.indices.len() as u64, Ordering::Relaxed);
+                            release(batch, &free);
                         }
-                        busy += t.elapsed();
-                        live.processed
-                            .fetch_add(batch.indices.len() as u64, Ordering::Relaxed);
-                        release(batch, &free);
-                    }
-                    Ok((reducer, busy))
-                },
-            ));
+                        Ok((reducer, busy))
+                    })
+                    .map_err(spawn_err)?,
+            );
         }
         let (order_tx, consumer) = match consumer {
             None => (None, None),
             Some(mut c) => {
                 let (tx, rx) = unbounded::<Arc<Batch>>();
                 let (free, live) = (free_tx.clone(), Arc::clone(&live));
-                let handle = std::thread::spawn(move || -> Result<(C, Duration)> {
+                let handle = std::thread::Builder::new().spawn(move || -> Result<(C, Duration)> {
                     let mut busy = Duration::ZERO;
                     for batch in rx {
                         let t = Instant::now();
@@ -231,7 +251,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
                     }
                     Ok((c, busy))
                 });
-                (Some(tx), Some(handle))
+                (Some(tx), Some(handle.map_err(spawn_err)?))
             }
         };
         Ok(PushPipeline {

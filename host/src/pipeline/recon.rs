@@ -9,6 +9,12 @@ use crate::recon::{PreparedPattern, Reconstructor};
 use crate::source::Frame;
 use crate::{Error, Result};
 
+/// Object pixels beyond every window at the edge of the scan ([`ScanGeometry::raster`]'s
+/// margin; [`crate::budget::recon`] sizes the object with it).
+///
+/// [`ScanGeometry::raster`]: crate::recon::ScanGeometry::raster
+pub const OBJECT_MARGIN_PX: usize = 2;
+
 /// Where the reconstruction window sits on the (unbinned) detector frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReconWindow {
@@ -266,7 +272,20 @@ impl ReconRequest {
         let mut window = ReconWindow::centred(frame, size, self.bin, centre)?;
         window.transpose = self.transpose;
         window.pad = self.pad;
-        let m = window.m();
+        // The side and area of the window follow from --recon-pad: check them before sampling.
+        let m = self
+            .pad
+            .checked_mul(2)
+            .and_then(|p| p.checked_add(window.binned()))
+            .ok_or_else(|| {
+                Error::memory(
+                    "--recon-pad",
+                    format!("{} pixels on each side overflow the window size", self.pad),
+                    None,
+                    None,
+                )
+            })?;
+        crate::budget::checked_len(&[m, m], "--recon-pad", "the reconstruction window")?;
         let dx = window_pixel_angstrom(self.kv, m, self.mrad_per_px * self.bin as f64);
         let probe = match &self.probe {
             ProbeSource::Optics(p) => p.sample(m, dx)?,
@@ -286,7 +305,7 @@ impl ReconRequest {
             shape: [scan.0, scan.1],
             rotation_deg: self.scan_rotation_deg,
         };
-        let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
+        let geometry = ScanGeometry::raster(&raster, dx, m, OBJECT_MARGIN_PX)?;
         let positions = geometry.positions.len();
         let mut setup = ReconSetup::new(self.method, probe, m, geometry);
         setup.schedule = self.schedule;

@@ -20,6 +20,7 @@ use ptyflow_core::{Binner, FrameGeometry, Stats, Window};
 
 use super::detectors::{Disc, VirtualSpec};
 use super::run::Worker;
+use crate::budget::{checked_len, try_filled};
 use crate::source::{Frame, PixelKind};
 use crate::{Error, Result};
 
@@ -159,8 +160,10 @@ impl ReducePlan {
             let (i, range) = match done {
                 Some(found) => found,
                 None => {
-                    let area = stage.area();
-                    let mut layer = LabelBuilder::new(stage, vec![0u16; area], vec![0f32; area])
+                    let (area, name, what) = (stage.area(), "width × height", "label table");
+                    let labels = try_filled(area, 0u16, name, what)?;
+                    let weights = try_filled(area, 0f32, name, what)?;
+                    let mut layer = LabelBuilder::new(stage, labels, weights)
                         .map_err(|e| Error::core("label table", e))?;
                     let range = paint(&mut layer)
                         .map_err(|e| Error::core(format!("--virtual {spec}"), e))?;
@@ -207,7 +210,10 @@ impl ReducePlan {
             None => None,
             Some((cx, cy)) => {
                 let window = Window::full(stage);
-                let storage = vec![0f32; DenseBuilder::<Vec<f32>>::storage_len(2, &window)];
+                let (name, what) = ("width × height", "centre-of-mass masks");
+                let len = checked_len(&[3, window.width, window.height], name, what)?;
+                debug_assert_eq!(len, DenseBuilder::<Vec<f32>>::storage_len(2, &window));
+                let storage = try_filled(len, 0f32, name, what)?;
                 let mut builder = DenseBuilder::new(stage, window, storage)
                     .map_err(|e| Error::core("centre-of-mass masks", e))?;
                 builder
@@ -337,34 +343,32 @@ impl Reducer {
     pub fn new(plan: Arc<ReducePlan>) -> Result<Self> {
         let area = plan.stage.area();
         let err = |e| Error::core("statistics", e);
+        // Sizes follow from the frame geometry and the scan: allocate fallibly.
+        let (name, what) = ("width × height", "per-pixel statistics");
+        let u = || try_filled(area, 0u64, name, what);
+        let f = || try_filled(area, 0f64, name, what);
         let stats = match plan.stage_pixel() {
-            PixelKind::U8 => {
-                AnyStats::U8(Stats::new(plan.stage, vec![0; area], vec![0; area]).map_err(err)?)
-            }
-            PixelKind::U16 => {
-                AnyStats::U16(Stats::new(plan.stage, vec![0; area], vec![0; area]).map_err(err)?)
-            }
-            PixelKind::U32 => {
-                AnyStats::U32(Stats::new(plan.stage, vec![0; area], vec![0; area]).map_err(err)?)
-            }
-            PixelKind::F32 => AnyStats::F32(
-                Stats::new(plan.stage, vec![0.0; area], vec![0.0; area]).map_err(err)?,
-            ),
+            PixelKind::U8 => AnyStats::U8(Stats::new(plan.stage, u()?, u()?).map_err(err)?),
+            PixelKind::U16 => AnyStats::U16(Stats::new(plan.stage, u()?, u()?).map_err(err)?),
+            PixelKind::U32 => AnyStats::U32(Stats::new(plan.stage, u()?, u()?).map_err(err)?),
+            PixelKind::F32 => AnyStats::F32(Stats::new(plan.stage, f()?, f()?).map_err(err)?),
         };
         let scratch = match (plan.binner.is_some(), plan.stage_pixel()) {
             (true, PixelKind::F32) => Scratch {
-                f32: vec![0.0; area],
+                f32: try_filled(area, 0.0, name, "binning scratch")?,
                 ..Default::default()
             },
             (true, _) => Scratch {
-                u32: vec![0; area],
+                u32: try_filled(area, 0, name, "binning scratch")?,
                 ..Default::default()
             },
             (false, _) => Scratch::default(),
         };
+        let (name, what) = ("--scan", "per-frame values");
+        let coeffs = checked_len(&[plan.frames, plan.coeffs_per_frame], name, what)?;
         Ok(Reducer {
-            dose: vec![0.0; plan.frames],
-            coeffs: vec![0.0; plan.frames * plan.coeffs_per_frame],
+            dose: try_filled(plan.frames, 0.0, name, what)?,
+            coeffs: try_filled(coeffs, 0.0, name, what)?,
             plan,
             scratch,
             stats,

@@ -264,6 +264,8 @@ pub fn replay_dump(
     ensure_dir(&config.out)?;
     let info = dump.info().clone();
     let (scan, frames) = resolve_scan(config, dump)?;
+    // Refuse a job that cannot fit before allocating anything for it.
+    crate::budget::replay(config, dump, None)?.check(&config.run.budget()?)?;
     let geometry = FrameGeometry::new(info.width, info.height)
         .map_err(|e| Error::core(format!("{}", info.path.display()), e))?;
 

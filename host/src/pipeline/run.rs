@@ -43,6 +43,19 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set from outside (Ctrl-C) to stop after the current batch.
     pub interrupt: Arc<AtomicBool>,
+    /// The memory the job may use, checked before the first frame ([`crate::budget`]).
+    /// `None`: `PTYFLOW_MEMORY_BUDGET`, else 75 % of physical memory.
+    pub memory_budget: Option<crate::budget::MemoryBudget>,
+}
+
+impl RunOptions {
+    /// [`RunOptions::memory_budget`], or the default when it is `None`.
+    pub fn budget(&self) -> Result<crate::budget::MemoryBudget> {
+        match &self.memory_budget {
+            Some(b) => Ok(b.clone()),
+            None => crate::budget::MemoryBudget::resolve(None, "--memory-budget"),
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -54,6 +67,7 @@ impl Default for RunOptions {
             limit: None,
             progress: false,
             interrupt: Arc::new(AtomicBool::new(false)),
+            memory_budget: None,
         }
     }
 }
@@ -112,11 +126,14 @@ where
     let outcome = std::thread::scope(|s| -> Result<(Vec<W>, Counters)> {
         let processed = &processed;
         let consumed = &consumed;
+        // A thread the system cannot start (`--threads` too large) is an error, not a panic.
+        let spawn_err =
+            |e| Error::memory("--threads", format!("starting a thread: {e}"), None, None);
         let handles: Vec<_> = workers
             .into_iter()
             .map(|mut worker| {
                 let rx = work_rx.clone();
-                s.spawn(move || -> Result<(W, Duration)> {
+                std::thread::Builder::new().spawn_scoped(s, move || -> Result<(W, Duration)> {
                     let mut reader = dump.reader();
                     let mut busy = Duration::ZERO;
                     // Measured and dropped (issue 6, 256 × 256 u16, bin 4 + 16 detectors, 2
@@ -135,12 +152,13 @@ where
                     Ok((worker, busy))
                 })
             })
-            .collect();
+            .collect::<std::io::Result<_>>()
+            .map_err(spawn_err)?;
         drop(work_rx);
 
         let consumer_handle = consumer.take().map(|c| {
             let rx = order_rx.clone();
-            s.spawn(move || -> Result<Duration> {
+            std::thread::Builder::new().spawn_scoped(s, move || -> Result<Duration> {
                 let mut reader = dump.reader();
                 let mut busy = Duration::ZERO;
                 for (first, end) in rx {
@@ -154,6 +172,7 @@ where
                 Ok(busy)
             })
         });
+        let consumer_handle = consumer_handle.transpose().map_err(spawn_err)?;
         drop(order_rx);
 
         // The reader: hand out batches, paced if asked, until the end or an interrupt.

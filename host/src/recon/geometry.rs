@@ -22,6 +22,51 @@ pub struct RasterScan {
     pub rotation_deg: f64,
 }
 
+impl RasterScan {
+    /// An upper bound of the object shape [`ScanGeometry::raster`] makes for this scan (at
+    /// most a pixel more per axis), from the scan's four corners and without allocating; `None`
+    /// when it does not fit in `usize` (or the inputs are not finite). Lets a set-up check
+    /// the object against the memory budget ([`crate::budget`]) before building anything.
+    pub fn object_shape_bound(
+        &self,
+        pixel_angstrom: f64,
+        window: usize,
+        margin_px: usize,
+    ) -> Option<[usize; 2]> {
+        let [rows, cols] = self.shape;
+        let (sin, cos) = self.rotation_deg.to_radians().sin_cos();
+        let mut lo = [f64::INFINITY; 2];
+        let mut hi = [f64::NEG_INFINITY; 2];
+        // Positions are linear in (row, col): their extremes lie at the corners.
+        for r in [0, rows.saturating_sub(1)] {
+            for c in [0, cols.saturating_sub(1)] {
+                let y = r as f64 * self.step_angstrom[0];
+                let x = c as f64 * self.step_angstrom[1];
+                let p = [
+                    (x * sin + y * cos) / pixel_angstrom,
+                    (x * cos - y * sin) / pixel_angstrom,
+                ];
+                for a in 0..2 {
+                    lo[a] = lo[a].min(p[a]);
+                    hi[a] = hi[a].max(p[a]);
+                }
+            }
+        }
+        let extra = window
+            .checked_add(margin_px.checked_mul(2)?)?
+            .checked_add(2)?;
+        let side = |a: usize| -> Option<usize> {
+            let span = (hi[a] - lo[a]).ceil();
+            // Below 2^52 the float holds the integer exactly and the cast cannot saturate.
+            if !(span.is_finite() && (0.0..4.5e15).contains(&span)) {
+                return None;
+            }
+            (span as usize).checked_add(extra)
+        };
+        Some([side(0)?, side(1)?])
+    }
+}
+
 /// Positions of every scan index on the object grid, the object shape and its pixel size.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScanGeometry {
@@ -67,8 +112,25 @@ impl ScanGeometry {
         if !scan.rotation_deg.is_finite() {
             return Err(Error::param("--scan-rotation", "expected a finite angle"));
         }
+        // Sizes follow from user input: bound the object before allocating anything.
+        if scan
+            .object_shape_bound(pixel_angstrom, window, margin_px)
+            .is_none()
+        {
+            return Err(Error::memory(
+                "--step",
+                format!(
+                    "{:?} Å steps over the {rows} × {cols} scan at {pixel_angstrom} Å per pixel \
+                     make an object whose size overflows",
+                    scan.step_angstrom
+                ),
+                None,
+                None,
+            ));
+        }
         let (sin, cos) = scan.rotation_deg.to_radians().sin_cos();
-        let mut raw = Vec::with_capacity(rows * cols);
+        let n = crate::budget::checked_len(&[rows, cols], "--scan", "scan positions")?;
+        let mut raw = crate::budget::try_with_capacity(n, "--scan", "scan positions")?;
         for r in 0..rows {
             for c in 0..cols {
                 let y = r as f64 * scan.step_angstrom[0];
@@ -87,10 +149,11 @@ impl ScanGeometry {
             }
         }
         let offset = (margin_px + window / 2) as f64;
-        let positions = raw
-            .iter()
-            .map(|p| [p[0] - lo[0] + offset, p[1] - lo[1] + offset])
-            .collect();
+        let mut positions = crate::budget::try_with_capacity(n, "--scan", "scan positions")?;
+        positions.extend(
+            raw.iter()
+                .map(|p: &[f64; 2]| [p[0] - lo[0] + offset, p[1] - lo[1] + offset]),
+        );
         // Guard the rounding of an exact x.5 span with one extra pixel.
         let size = |a: usize| ((hi[a] - lo[a]).ceil() as usize) + window + 2 * margin_px + 1;
         let geometry = ScanGeometry {

@@ -733,15 +733,18 @@ impl Reconstructor {
         probe.iter_mut().for_each(|p| *p *= scale);
         geometry.validate(m)?;
         let [rows, cols] = geometry.object_shape;
+        let area = crate::budget::checked_len(&[rows, cols], "--step", "the object")?;
         let object = match initial_object {
-            Some(o) if o.len() == rows * cols => o,
+            Some(o) if o.len() == area => o,
             Some(o) => {
                 return Err(Error::param(
                     "initial object",
                     format!("{} values, expected {rows}×{cols}", o.len()),
                 ));
             }
-            None => vec![Complex32::new(1.0, 0.0); rows * cols],
+            None => {
+                crate::budget::try_filled(area, Complex32::new(1.0, 0.0), "--step", "the object")?
+            }
         };
         let stripes = Stripes::new(m);
         let placements: Vec<Placement> = geometry
@@ -764,13 +767,19 @@ impl Reconstructor {
         let corners: Vec<[usize; 2]> = placements.iter().map(|p| [p.row0, p.col0]).collect();
         let light = Illumination::measure(&probe, m, [rows, cols], &corners);
         let n = geometry.positions.len();
-        let store = keep_patterns.then(|| Store {
-            amp: vec![0.0; n * m * m],
-            total: vec![0.0; n],
-            max: vec![0.0; n],
-            seen: vec![false; n],
-            arrival: Vec::with_capacity(n),
-        });
+        let store = if keep_patterns {
+            use crate::budget::{checked_len, try_filled, try_with_capacity};
+            let (name, what) = ("--scan", "the pattern store");
+            Some(Store {
+                amp: try_filled(checked_len(&[n, m, m], name, what)?, 0.0, name, what)?,
+                total: try_filled(n, 0.0, name, what)?,
+                max: try_filled(n, 0.0, name, what)?,
+                seen: try_filled(n, false, name, what)?,
+                arrival: try_with_capacity(n, name, what)?,
+            })
+        } else {
+            None
+        };
         let zero = Complex32::new(0.0, 0.0);
         let state = State {
             m,

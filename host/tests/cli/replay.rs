@@ -825,3 +825,53 @@ fn help_names_the_physics_flags_with_units() {
         assert!(help.contains(needle), "`{needle}` missing:\n{help}");
     }
 }
+
+/// Issue 20: a scan step typed in the wrong unit (pm for Å) asks for a 10.7 TB object. It used
+/// to abort ("memory allocation of … bytes failed", exit 134, a backtrace); now the set-up is
+/// checked against the memory budget first: exit 2 with a message naming `--step`, the size
+/// and the budget, before any output is written.
+#[test]
+fn issue_20_a_step_in_the_wrong_unit_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mos2-defocus/scan.raw");
+    let out = dir.path().join("out");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["replay", fixture.to_str().unwrap(), "--recon", "epie", "-q"]
+            .map(String::from)
+            .into();
+        a.extend(["--out".into(), out.display().to_string()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = ptyflow(args(&["--step", "70000"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    eprintln!("{}", run.stderr);
+    for part in [
+        "parameter `--step`: 70000 Å steps over the 10 × 10 scan",
+        "object (10.7 TB",
+        "more than the memory budget of",
+        "--memory-budget or PTYFLOW_MEMORY_BUDGET",
+    ] {
+        assert!(
+            run.stderr.contains(part),
+            "`{part}` missing: {}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("memory allocation"), "{}", run.stderr);
+    assert!(!out.join("report.json").exists());
+    // The flag sets the budget the job is checked against, and names itself in the message.
+    let run = ptyflow(args(&["--memory-budget", "1M"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("budget of 1.0 MB (--memory-budget 1M)"),
+        "{}",
+        run.stderr
+    );
+    let run = ptyflow(args(&["--memory-budget", "12 parsecs"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("`--memory-budget`"), "{}", run.stderr);
+    // With a budget that fits, the fixture's own step still runs.
+    let run = ptyflow(args(&["--memory-budget", "1G"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
