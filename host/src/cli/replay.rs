@@ -175,8 +175,8 @@ pub struct ReconArgs {
     pub recon_pad: usize,
 
     /// Extra passes over the buffered patterns after the scan (one online pass
-    /// under-converges). Default: as many as fit ~3 s of single-thread updates, 4 to 20
-    /// (20 for 1600 patterns of 128 × 128).
+    /// under-converges). Default: as many as fit ~2 s of single-thread updates, 4 to 20
+    /// (16 for 1600 patterns of 128 × 128, 20 for the bundled fixture).
     #[arg(long, value_name = "K")]
     pub sweeps: Option<usize>,
 
