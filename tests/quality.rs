@@ -77,17 +77,38 @@ fn simulate_to_disk(params: &SimParams) -> Sim {
     let (shape, truth) = read_npy::<Complex32>(&data.join("object.npy")).unwrap();
     let truth_origin = pair(&meta["object_origin_px"]);
     let dx = meta["object_pixel_angstrom"].as_f64().unwrap();
-    let positions_px = ds
-        .positions
-        .iter()
-        .map(|p| [truth_origin[0] + p[0] / dx, truth_origin[1] + p[1] / dx])
-        .collect();
-    Sim {
+    Sim::new(
         dir,
         truth,
-        truth_shape: [shape[0], shape[1]],
+        shape,
         truth_origin,
-        positions_px,
+        dx,
+        ds.positions.iter().copied(),
+    )
+}
+
+impl Sim {
+    /// A dataset in `dir/data` with its truth of `shape` (`truth_origin`: the truth pixel
+    /// under the first probe position, `dx` its pixel in Å) and the probe positions in Å
+    /// relative to the first, scan order.
+    fn new(
+        dir: tempfile::TempDir,
+        truth: Vec<Complex32>,
+        shape: Vec<usize>,
+        truth_origin: [f64; 2],
+        dx: f64,
+        positions: impl Iterator<Item = [f64; 2]>,
+    ) -> Sim {
+        let positions_px = positions
+            .map(|p| [truth_origin[0] + p[0] / dx, truth_origin[1] + p[1] / dx])
+            .collect();
+        Sim {
+            dir,
+            truth,
+            truth_shape: [shape[0], shape[1]],
+            truth_origin,
+            positions_px,
+        }
     }
 }
 
@@ -599,17 +620,8 @@ fn abtem_fixture() -> Sim {
     let truth_origin = pair(&grid["origin_px"]);
     let dx = grid["pixel_angstrom"].as_f64().unwrap();
     let (_, positions) = read_npy::<f64>(&src.join("positions.npy")).unwrap();
-    let positions_px = positions
-        .chunks_exact(2)
-        .map(|p| [truth_origin[0] + p[0] / dx, truth_origin[1] + p[1] / dx])
-        .collect();
-    Sim {
-        dir,
-        truth,
-        truth_shape: [shape[0], shape[1]],
-        truth_origin,
-        positions_px,
-    }
+    let positions = positions.chunks_exact(2).map(|p| [p[0], p[1]]);
+    Sim::new(dir, truth, shape, truth_origin, dx, positions)
 }
 
 /// Issue 11: on independent multislice data at low dose (the abTEM fixture, 10³ e⁻/Å², a

@@ -16,6 +16,7 @@
 //! The online pass inside `replay` is one stream in arrival order (consecutive positions
 //! overlap); the second core runs the reduction beside it.
 
+use num_complex::Complex32;
 use std::time::Instant;
 
 use super::{Context, Measurement, Workload};
@@ -48,12 +49,26 @@ pub fn case(m: usize, scan: usize, method: Method, keep_patterns: bool) -> Resul
     p.step_angstrom = dx * m as f64 / 5.3;
     p.oversample = 2;
     p.dose = Dose::PerPattern(1e5);
-    let ds = simulate(&p)?;
+    let (patterns, geometry, probe) = simulated(&p)?;
+    let mut setup = ReconSetup::new(method, probe, m, geometry);
+    setup.keep_patterns = keep_patterns;
+    Ok(ReconCase {
+        recon: Reconstructor::new(setup)?,
+        patterns,
+    })
+}
+
+/// Simulates `p` (frames `detector_px` square, the window) and returns its prepared
+/// patterns, the raster's geometry on the window's object grid and the probe.
+fn simulated(p: &SimParams) -> Result<(Vec<PreparedPattern>, ScanGeometry, Vec<Complex32>)> {
+    let m = p.detector_px;
+    let ds = simulate(p)?;
     let patterns = ds
         .frames
         .chunks_exact(m * m)
         .map(|f| PreparedPattern::from_frame(f, m))
         .collect::<Result<Vec<_>>>()?;
+    let dx = crate::optics::window_pixel_angstrom(p.probe.kv, m, p.mrad_per_px);
     let raster = crate::recon::RasterScan {
         step_angstrom: [p.step_angstrom; 2],
         shape: p.scan,
@@ -61,12 +76,7 @@ pub fn case(m: usize, scan: usize, method: Method, keep_patterns: bool) -> Resul
     };
     let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
     let probe = p.probe.sample(m, dx)?;
-    let mut setup = ReconSetup::new(method, probe, m, geometry);
-    setup.keep_patterns = keep_patterns;
-    Ok(ReconCase {
-        recon: Reconstructor::new(setup)?,
-        patterns,
-    })
+    Ok((patterns, geometry, probe))
 }
 
 /// ePIE with the probe held (the online pass's default).
@@ -173,21 +183,8 @@ fn w6_job(ctx: &Context) -> Result<Measurement> {
     p.scan = [scan, scan];
     p.oversample = 2;
     p.dose = Dose::PerArea(1e3);
-    let ds = simulate(&p)?;
-    let patterns = ds
-        .frames
-        .chunks_exact(m * m)
-        .map(|f| PreparedPattern::from_frame(f, m))
-        .collect::<Result<Vec<_>>>()?;
-    let dx = crate::optics::window_pixel_angstrom(p.probe.kv, m, p.mrad_per_px);
-    let raster = crate::recon::RasterScan {
-        step_angstrom: [p.step_angstrom; 2],
-        shape: p.scan,
-        rotation_deg: 0.0,
-    };
-    let geometry = ScanGeometry::raster(&raster, dx, m, 2)?;
+    let (patterns, geometry, probe) = simulated(&p)?;
     let positions = geometry.positions.len();
-    let probe = p.probe.sample(m, dx)?;
     let sweeps = default_sweeps(positions, m);
     let build = || -> Result<Reconstructor> {
         let mut setup = ReconSetup::new(poisson_wf(), probe.clone(), m, geometry.clone());

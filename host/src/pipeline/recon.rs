@@ -448,19 +448,13 @@ pub fn lit_region(recon: &Reconstructor) -> (usize, usize, usize, usize) {
     let [rows, cols] = recon.object_shape();
     let m = recon.window();
     let intensity: Vec<f32> = recon.probe().iter().map(|p| p.norm_sqr()).collect();
-    let mut lit = vec![0.0f32; rows * cols];
-    for p in &recon.geometry().positions {
-        let r0 = (p[0].round() as usize).saturating_sub(m / 2);
-        let c0 = (p[1].round() as usize).saturating_sub(m / 2);
-        for (dr, line) in intensity.chunks_exact(m).enumerate() {
-            let Some(row) = lit.get_mut((r0 + dr) * cols + c0..(r0 + dr) * cols + c0 + m) else {
-                continue;
-            };
-            for (l, &v) in row.iter_mut().zip(line) {
-                *l += v;
-            }
-        }
-    }
+    let corners = recon.geometry().positions.iter().map(|p| {
+        [
+            (p[0].round() as usize).saturating_sub(m / 2),
+            (p[1].round() as usize).saturating_sub(m / 2),
+        ]
+    });
+    let lit = crate::recon::schedule::illumination_map(&intensity, m, [rows, cols], corners);
     let max = lit.iter().copied().fold(0.0f32, f32::max);
     let (mut r0, mut r1, mut c0, mut c1) = (rows, 0, cols, 0);
     for (i, &v) in lit.iter().enumerate() {

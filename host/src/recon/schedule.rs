@@ -116,6 +116,27 @@ impl Default for Schedule {
     }
 }
 
+/// `Σ_j |P_j|²` on an object of `shape`: the probe intensity `intensity` (`M × M`) added at
+/// every window corner `[row0, col0]` of `corners` (rows that would leave the object are
+/// left out). Where the object is lit, and how often.
+pub fn illumination_map(
+    intensity: &[f32],
+    m: usize,
+    shape: [usize; 2],
+    corners: impl IntoIterator<Item = [usize; 2]>,
+) -> Vec<f32> {
+    let [rows, cols] = shape;
+    let mut map = vec![0.0f32; rows * cols];
+    for [r0, c0] in corners {
+        for (dy, line) in intensity.chunks_exact(m).enumerate() {
+            if let Some(row) = map.get_mut((r0 + dy) * cols + c0..(r0 + dy) * cols + c0 + m) {
+                row.iter_mut().zip(line).for_each(|(a, &v)| *a += v);
+            }
+        }
+    }
+    map
+}
+
 /// The set-up's side of the rule: what the probe and the scan positions say.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Illumination {
@@ -137,15 +158,8 @@ impl Illumination {
     ) -> Self {
         let intensity: Vec<f32> = probe.iter().map(|p| p.norm_sqr()).collect();
         let max = intensity.iter().copied().fold(0.0f32, f32::max);
-        let [rows, cols] = shape;
-        let mut map = vec![0.0f32; rows * cols];
-        for &[r0, c0] in corners {
-            for (dy, line) in intensity.chunks_exact(m).enumerate() {
-                if let Some(row) = map.get_mut((r0 + dy) * cols + c0..(r0 + dy) * cols + c0 + m) {
-                    row.iter_mut().zip(line).for_each(|(a, &v)| *a += v);
-                }
-            }
-        }
+        let cols = shape[1];
+        let map = illumination_map(&intensity, m, shape, corners.iter().copied());
         let mut at_centres: Vec<f32> = corners
             .iter()
             .filter_map(|&[r0, c0]| map.get((r0 + m / 2) * cols + c0 + m / 2).copied())

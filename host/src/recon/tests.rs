@@ -178,8 +178,16 @@ fn reconstruct(
     probe: Vec<Complex32>,
     sweeps: usize,
 ) -> Reconstructor {
-    let mut r =
-        Reconstructor::new(ReconSetup::new(method, probe, ds.m, ds.geometry.clone())).unwrap();
+    run_setup(
+        ds,
+        ReconSetup::new(method, probe, ds.m, ds.geometry.clone()),
+        sweeps,
+    )
+}
+
+/// [`reconstruct`] with a whole set-up (schedule, constraint, …).
+fn run_setup(ds: &Dataset, setup: ReconSetup, sweeps: usize) -> Reconstructor {
+    let mut r = Reconstructor::new(setup).unwrap();
     let mut pat = r.new_pattern();
     for (i, f) in ds.frames.iter().enumerate() {
         pat.prepare(f).unwrap();
@@ -897,15 +905,7 @@ fn automatic_steps_follow_the_dose_and_are_reported() {
         );
         setup.schedule = Schedule::default();
         setup.planned_sweeps = 3;
-        let mut r = Reconstructor::new(setup).unwrap();
-        let mut pat = r.new_pattern();
-        for (i, f) in ds.frames.iter().enumerate() {
-            pat.prepare(f).unwrap();
-            r.update(i, &pat).unwrap();
-        }
-        for _ in 0..3 {
-            r.sweep().unwrap();
-        }
+        let r = run_setup(&ds, setup, 3);
         let last = r.history().last().unwrap().step;
         let chosen = r.chosen_step(3).unwrap();
         assert_eq!(last, chosen.step);
@@ -936,13 +936,7 @@ fn object_constraints_hold_after_noisy_updates() {
             ds.geometry.clone(),
         );
         setup.object_constraint = constraint;
-        let mut r = Reconstructor::new(setup).unwrap();
-        let mut pat = r.new_pattern();
-        for (i, f) in ds.frames.iter().enumerate() {
-            pat.prepare(f).unwrap();
-            r.update(i, &pat).unwrap();
-        }
-        r.sweep().unwrap();
+        let r = run_setup(&ds, setup, 1);
         let moduli: Vec<f32> = r.object().iter().map(|o| o.norm()).collect();
         let max = moduli.iter().copied().fold(0.0f32, f32::max);
         let min = moduli.iter().copied().fold(f32::INFINITY, f32::min);
