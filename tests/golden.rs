@@ -95,10 +95,8 @@ fn capi_digest(json: &str) -> Value {
     let bytes = std::fs::read(fixture()).unwrap();
     let mut frame_bytes = 0usize;
     // SAFETY: a live handle and a writable size_t.
-    assert_eq!(
-        unsafe { ptyflow_frame_bytes(p, &mut frame_bytes) },
-        PTYFLOW_OK
-    );
+    let code = unsafe { ptyflow_frame_bytes(p, &mut frame_bytes) };
+    assert_eq!(code, PTYFLOW_OK);
     for (i, frame) in bytes.chunks_exact(frame_bytes).enumerate() {
         // SAFETY: a live handle and a frame readable for its length.
         let code = unsafe { ptyflow_push(p, frame.as_ptr().cast(), frame.len(), i as u64) };
@@ -120,10 +118,8 @@ fn capi_digest(json: &str) -> Value {
         let name_c = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }.to_owned();
         let mut len = 0usize;
         // SAFETY: a live handle, a NUL-terminated name and a writable size_t.
-        assert_eq!(
-            unsafe { ptyflow_result_len(p, name_c.as_ptr(), &mut len) },
-            PTYFLOW_OK
-        );
+        let code = unsafe { ptyflow_result_len(p, name_c.as_ptr(), &mut len) };
+        assert_eq!(code, PTYFLOW_OK);
         let mut data = vec![0f32; len];
         // SAFETY: a live handle, a NUL-terminated name, a buffer of `len` floats.
         let code: c_int = unsafe { ptyflow_result_f32(p, name_c.as_ptr(), data.as_mut_ptr(), len) };
