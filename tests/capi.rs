@@ -12,10 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+use ptyflow::job::{Hooks, JobConfig};
 use ptyflow::pipeline::detectors::VirtualSpec;
-use ptyflow::pipeline::replay::{ReplayConfig, replay};
-use ptyflow::pipeline::run::RunOptions;
-use ptyflow::source::OpenOptions;
 
 /// The reduction the C program configures (DETECTORS, CENTER_*, BF_RADIUS, BIN in the C file).
 const REPLAY_DETECTORS: [&str; 5] = ["bf", "adf:32:46", "rings:3:32:46", "dpc", "com"];
@@ -90,28 +88,17 @@ fn header_is_up_to_date() {
 
 /// `ptyflow replay` on the dump with the C program's reduction; returns its output folder.
 fn replay_into(fx: &Fixture, out: &Path) -> PathBuf {
-    let config = ReplayConfig {
-        dump: fx.dump.clone(),
-        open: OpenOptions::default(),
-        scan: None,
-        serpentine: false,
-        allow_partial: false,
-        bin: REPLAY_BIN,
-        crop: None,
-        virtual_detectors: REPLAY_DETECTORS
-            .iter()
-            .map(|s| s.parse::<VirtualSpec>().unwrap())
-            .collect(),
-        center: Some(REPLAY_CENTER),
-        bf_radius: Some(REPLAY_BF_RADIUS),
-        mrad_per_px: None,
-        run: RunOptions {
-            threads: 2,
-            ..RunOptions::default()
-        },
-        out: out.to_path_buf(),
-    };
-    let outcome = replay(&config, None).expect("replay");
+    let mut config = JobConfig::dump(&fx.dump);
+    config.reduce.bin = REPLAY_BIN;
+    config.reduce.detectors = REPLAY_DETECTORS
+        .iter()
+        .map(|s| s.parse::<VirtualSpec>().unwrap())
+        .collect();
+    config.reduce.center = Some([REPLAY_CENTER.0, REPLAY_CENTER.1]);
+    config.reduce.bf_radius = Some(REPLAY_BF_RADIUS);
+    config.run.threads = Some(2);
+    config.out = Some(out.to_path_buf());
+    let outcome = ptyflow::job::replay(&config, &Hooks::default()).expect("replay");
     assert_eq!(
         outcome.report.counters.frames_processed,
         (fx.rows * fx.cols) as u64

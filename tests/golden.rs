@@ -138,11 +138,14 @@ fn capi_digest(json: &str) -> Value {
 /// The C API job: the README's detectors on the fixture (disc given: push mode cannot find
 /// it), ePIE with the fixture's optics (the same values the CLI takes from the sidecar).
 pub const CAPI_JOB: &str = r#"{
-    "width": 96, "height": 96, "pixel": "u16", "scan": [10, 10],
-    "virtual": ["bf", "adf:32:46", "com", "rings:3:32:46", "dpc"],
-    "center": [48.0, 48.0], "bf_radius": 30.0, "threads": 1,
-    "recon": {"method": "epie", "kv": 80, "alpha_mrad": 24, "defocus_angstrom": 800,
-              "mrad_per_px": 0.8, "scan_step_angstrom": 2.3, "sweeps": 4}
+    "source": {"push": {"width": 96, "height": 96, "pixel": "u16"}},
+    "scan": {"shape": [10, 10]},
+    "reduce": {"virtual": ["bf", "adf:32:46", "com", "rings:3:32:46", "dpc"],
+               "center": [48.0, 48.0], "bf_radius": 30.0, "radius_unit": "px"},
+    "optics": {"kv": 80, "alpha_mrad": 24, "defocus_angstrom": 800, "mrad_per_px": 0.8,
+               "step_angstrom": 2.3},
+    "recon": {"method": "epie", "sweeps": 4},
+    "run": {"threads": 1}
 }"#;
 
 #[test]

@@ -1,15 +1,13 @@
-//! The replay pipeline as a library call (`ptyflow::pipeline::replay::replay`): its `.npy`
+//! The replay as a library call (`ptyflow::job::replay`): its `.npy`
 //! outputs read by a real numpy client (issue 3 item 7), one worker against two giving the
 //! same bits, and the real Merlin 4 × 2 scan whose per-frame sums `reference.json` knows.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ptyflow::job::{Hooks, JobConfig, JobOutcome, scan_shaped};
 use ptyflow::output::read_npy;
-use ptyflow::pipeline::RunOptions;
 use ptyflow::pipeline::detectors::VirtualSpec;
-use ptyflow::pipeline::replay::{ReplayConfig, ReplayOutcome, replay, scan_shaped};
-use ptyflow::source::OpenOptions;
 use serde_json::Value;
 
 const W: usize = 32;
@@ -67,35 +65,28 @@ fn write_dump(path: &Path, seed: u64) -> Vec<Vec<u16>> {
     frames
 }
 
-fn config(dump: &Path, out: &Path, threads: usize) -> ReplayConfig {
-    let virtual_detectors = ["bf", "dpc", "adf:9:14", "rings:4:9:14", "com"]
+fn config(dump: &Path, out: &Path, threads: usize) -> JobConfig {
+    let mut c = JobConfig::dump(dump);
+    c.reduce.detectors = ["bf", "dpc", "adf:9:14", "rings:4:9:14", "com"]
         .iter()
         .map(|s| s.parse::<VirtualSpec>().unwrap())
         .collect();
-    ReplayConfig {
-        dump: dump.to_owned(),
-        open: OpenOptions::default(),
-        scan: Some((7, 7)),
-        serpentine: false,
-        allow_partial: true,
-        bin: 2,
-        crop: None,
-        virtual_detectors,
-        center: None,
-        bf_radius: None,
-        mrad_per_px: None,
-        run: RunOptions {
-            threads,
-            // Small batches, so that two workers both get frames.
-            batch_frames: 4,
-            ..RunOptions::default()
-        },
-        out: out.to_owned(),
-    }
+    c.scan.shape = Some([7, 7]);
+    c.scan.allow_partial = true;
+    c.reduce.bin = 2;
+    c.run.threads = Some(threads);
+    // Small batches, so that two workers both get frames.
+    c.run.batch_frames = Some(4);
+    c.out = Some(out.to_owned());
+    c
+}
+
+fn replay(config: &JobConfig) -> ptyflow::Result<JobOutcome> {
+    ptyflow::job::replay(config, &Hooks::default())
 }
 
 /// What the Rust side says each `.npy` holds: name → (shape, values).
-fn expected_outputs(o: &ReplayOutcome) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn expected_outputs(o: &JobOutcome) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let (rows, cols) = (o.scan.rows(), o.scan.cols());
     let (h, w) = (o.plan.stage.height(), o.plan.stage.width());
     let stats = o.reducer.pattern_stats().unwrap();
@@ -188,7 +179,7 @@ fn numpy_reads_every_output() {
     let dump = dir.path().join("scan.raw");
     let frames = write_dump(&dump, 21);
     let out = dir.path().join("out");
-    let outcome = replay(&config(&dump, &out, 2), None).unwrap();
+    let outcome = replay(&config(&dump, &out, 2)).unwrap();
     let r = &outcome.report;
     assert_eq!(r.counters.frames_read, FRAMES as u64);
     assert_eq!(r.counters.frames_processed, FRAMES as u64);
@@ -304,8 +295,8 @@ fn one_worker_and_two_give_the_same_bits() {
     let dump = dir.path().join("scan.raw");
     write_dump(&dump, 5);
     let (out1, out2) = (dir.path().join("one"), dir.path().join("two"));
-    let one = replay(&config(&dump, &out1, 1), None).unwrap();
-    let two = replay(&config(&dump, &out2, 2), None).unwrap();
+    let one = replay(&config(&dump, &out1, 1)).unwrap();
+    let two = replay(&config(&dump, &out2, 2)).unwrap();
     assert_eq!(one.report.parameters["threads"], 1);
     assert_eq!(two.report.parameters["threads"], 2);
     assert_eq!(one.reducer.frames_done(), two.reducer.frames_done());
@@ -358,28 +349,14 @@ fn real_merlin_4x2_dose_is_the_reference_sums() {
     crate::realdata::extract(&merlin, tmp.path());
     let dump = tmp.path().join(key);
     let out = tmp.path().join("out");
-    let config = ReplayConfig {
-        dump: dump.clone(),
-        open: OpenOptions::default(),
-        scan: Some((4, 2)),
-        serpentine: false,
-        allow_partial: false,
-        bin: 1,
-        crop: None,
-        virtual_detectors: Vec::new(),
-        center: None,
-        bf_radius: None,
-        mrad_per_px: None,
-        run: RunOptions {
-            threads: 2,
-            ..RunOptions::default()
-        },
-        out: out.clone(),
-    };
-    let outcome = replay(&config, None).unwrap();
+    let mut config = JobConfig::dump(&dump);
+    config.scan.shape = Some([4, 2]);
+    config.run.threads = Some(2);
+    config.out = Some(out.clone());
+    let outcome = replay(&config).unwrap();
     assert_eq!(outcome.report.counters.frames_processed, 8);
-    assert_eq!(outcome.report.dump.width, 256);
-    assert_eq!(outcome.report.dump.height, 256);
+    let dump_summary = outcome.report.dump.as_ref().unwrap();
+    assert_eq!((dump_summary.width, dump_summary.height), (256, 256));
     let dose: Vec<u64> = outcome.reducer.dose().iter().map(|&v| v as u64).collect();
     assert_eq!(dose, want);
     let (shape, map) = read_npy::<f32>(&out.join("dose.npy")).unwrap();

@@ -40,18 +40,16 @@
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
-use ptyflow_core::{FrameGeometry, Scan, ScanKind, Window};
-use serde::Deserialize;
-
-use crate::optics::ProbeParams;
-use crate::pipeline::OrderedConsumer;
-use crate::pipeline::detectors::{Disc, VirtualSpec};
-use crate::pipeline::push::{CounterReader, PushError, PushOptions, PushPipeline};
-use crate::pipeline::reduce::{ReducePlan, Reducer};
-use crate::pipeline::replay::{NamedArray, reduction_outputs};
-use crate::source::{Frame, PixelKind};
+use crate::job::{
+    JobConfig, MemorySize, NamedArray, PushSession, PushSource, RadiusUnit, ReconConfig,
+    ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source,
+};
+use crate::optics::Optics;
+use crate::pipeline::detectors::VirtualSpec;
+use crate::pipeline::push::{CounterReader, PushError};
+use crate::source::PixelKind;
 
 // ---------------------------------------------------------------------------------------------
 // Status codes
@@ -76,7 +74,8 @@ pub const PTYFLOW_ERR_INDEX: c_int = -4;
 pub const PTYFLOW_ERR_STATE: c_int = -5;
 /// No result of that name (see ptyflow_result_count and ptyflow_result_name).
 pub const PTYFLOW_ERR_NOT_FOUND: c_int = -6;
-/// The configuration asks for something this build does not have (the reconstruction).
+/// The configuration asks for something this build does not have. Reserved: this version
+/// returns it nowhere (the reconstruction, once refused with it, runs).
 pub const PTYFLOW_ERR_UNSUPPORTED: c_int = -7;
 /// A pipeline stage failed while running (the message names the frame and the reason).
 pub const PTYFLOW_ERR_PIPELINE: c_int = -8;
@@ -220,15 +219,9 @@ pub struct PtyflowPipeline {
 }
 
 enum State {
-    Running(Box<Running>),
+    Running(Box<PushSession>),
     Finished(Vec<NamedArray>),
     Failed(String),
-}
-
-struct Running {
-    pipeline: PushPipeline<CapiConsumer>,
-    plan: Arc<ReducePlan>,
-    scan: Scan,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,36 +247,10 @@ impl CapiError {
     fn config(e: impl std::fmt::Display) -> Self {
         CapiError::new(PTYFLOW_ERR_CONFIG, format!("configuration: {e}"))
     }
-    /// A library error met while setting up: PTYFLOW_ERR_CONFIG, with a size that does not
-    /// fit ([`crate::Error::Memory`]) renamed from the CLI's flag to this API's field.
+    /// A library error met while setting up: PTYFLOW_ERR_CONFIG. The library names the
+    /// configuration's fields (`recon.window`, `run.memory_budget`), the JSON's own names.
     fn setup(e: crate::Error) -> Self {
-        match e {
-            crate::Error::Memory {
-                name,
-                msg,
-                needed,
-                budget,
-            } => CapiError::config(crate::Error::memory(c_field(&name), msg, needed, budget)),
-            other => CapiError::config(other),
-        }
-    }
-}
-
-/// The configuration field (struct or JSON) behind a parameter the library names by its
-/// command-line flag.
-fn c_field(flag: &str) -> &str {
-    match flag {
-        "--step" => "recon.scan_step_angstrom",
-        "--scan" => "scan",
-        "--crop" => "crop",
-        "--bin" => "bin",
-        "--virtual" => "virtual",
-        "--threads" => "threads",
-        "--recon-window" => "recon.window",
-        "--recon-bin" => "recon.bin",
-        "--recon-pad" => "recon.pad",
-        "--memory-budget" => "memory_budget",
-        other => other,
+        CapiError::config(e)
     }
 }
 
@@ -388,550 +355,125 @@ fn finished(state: &State) -> CResult<&[NamedArray]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Configuration: one validated form for the struct and the JSON
+// The struct's configuration, in the job layer's terms
 
-/// The configuration as JSON (`ptyflow_create_json`); the C struct converts to it too.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    width: usize,
-    height: usize,
-    pixel: String,
-    #[serde(default = "one")]
-    bin: usize,
-    #[serde(default)]
-    crop: Option<[usize; 4]>,
-    scan: [usize; 2],
-    #[serde(default)]
-    serpentine: bool,
-    #[serde(default, rename = "virtual")]
-    virtual_detectors: Vec<String>,
-    #[serde(default)]
-    center: Option<[f64; 2]>,
-    #[serde(default)]
-    bf_radius: Option<f64>,
-    #[serde(default)]
-    mrad_per_px: Option<f64>,
-    #[serde(default)]
-    threads: usize,
-    #[serde(default)]
-    batch_frames: usize,
-    #[serde(default)]
-    queue_batches: usize,
-    #[serde(default = "yes")]
-    blocking: bool,
-    #[serde(default)]
-    recon: Option<ReconConfig>,
-    /// Bytes (a number) or a SIZE string ("8G", "50%"); absent or 0: PTYFLOW_MEMORY_BUDGET
-    /// or the default ([`crate::budget`]).
-    #[serde(default)]
-    memory_budget: Option<serde_json::Value>,
-}
-
-fn one() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn epie() -> String {
-    "epie".into()
-}
-
-/// The `recon` part: method, optics, sampling. Keys beyond these are kept in `options` for
-/// the reconstruction to interpret (step sizes, loss, sweeps).
-#[derive(Debug, Clone, Deserialize)]
-struct ReconConfig {
-    #[serde(default = "epie")]
-    method: String,
-    kv: f64,
-    alpha_mrad: f64,
-    #[serde(default)]
-    defocus_angstrom: f64,
-    #[serde(default)]
-    cs_mm: f64,
-    #[serde(default)]
-    astigmatism_angstrom: f64,
-    #[serde(default)]
-    astigmatism_angle_deg: f64,
-    #[serde(default)]
-    mrad_per_px: Option<f64>,
-    scan_step_angstrom: f64,
-    #[serde(default)]
-    window: usize,
-    #[serde(flatten)]
-    options: serde_json::Map<String, serde_json::Value>,
-}
-
-impl ReconConfig {
-    fn optics(&self) -> ProbeParams {
-        ProbeParams {
-            kv: self.kv,
-            alpha_mrad: self.alpha_mrad,
-            defocus_angstrom: self.defocus_angstrom,
-            cs_mm: self.cs_mm,
-            astigmatism_angstrom: self.astigmatism_angstrom,
-            astigmatism_angle_deg: self.astigmatism_angle_deg,
-        }
-    }
-
-    /// Checks what can be checked before the reconstruction exists: method, optics, sampling.
-    fn validate(&self, pipeline_mrad_per_px: Option<f64>) -> CResult<()> {
-        if !matches!(self.method.as_str(), "epie" | "wf") {
+/// The job a `PtyflowConfig` describes: pushed frames of its geometry, its scan, detectors
+/// and disc, and the optional reconstruction. Checked by the job layer
+/// ([`PushSession::start`]).
+///
+/// # Safety
+/// The pointers in `c` are NULL or valid as the header says (NUL-terminated string, a
+/// `PtyflowReconConfig`), for the duration of the call.
+unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
+    let pixel = match c.pixel {
+        PTYFLOW_PIXEL_U8 => PixelKind::U8,
+        PTYFLOW_PIXEL_U16 => PixelKind::U16,
+        PTYFLOW_PIXEL_U32 => PixelKind::U32,
+        PTYFLOW_PIXEL_F32 => PixelKind::F32,
+        other => {
             return Err(CapiError::config(format!(
-                "recon.method `{}`: expected \"epie\" or \"wf\"",
-                self.method
+                "pixel {other}: expected one of PTYFLOW_PIXEL_U8 (1), _U16 (2), _U32 (3), _F32 (4)"
             )));
         }
-        self.optics().validate().map_err(CapiError::config)?;
-        match self.mrad_per_px.or(pipeline_mrad_per_px) {
-            Some(m) if m.is_finite() && m > 0.0 => {}
-            _ => {
-                return Err(CapiError::config(
-                    "recon needs the detector sampling: set recon.mrad_per_px or mrad_per_px (> 0)",
-                ));
-            }
+    };
+    let detectors = if c.virtual_detectors.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: non-NULL; the header asks for a NUL-terminated string live during the call.
+        let list = unsafe { c_str(c.virtual_detectors, "config->virtual_detectors") }?;
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<VirtualSpec>())
+            .collect::<crate::Result<_>>()
+            .map_err(CapiError::config)?
+    };
+    let given = |v: f64| (v != 0.0).then_some(v);
+    let mut optics = Optics {
+        mrad_per_px: given(c.mrad_per_px),
+        ..Optics::default()
+    };
+    // SAFETY: NULL or a `PtyflowReconConfig` the caller keeps alive during the call.
+    let recon = match unsafe { c.recon.as_ref() } {
+        None => None,
+        Some(r) => {
+            let method = match r.method {
+                PTYFLOW_RECON_EPIE => ReconMethod::Epie,
+                PTYFLOW_RECON_WF => ReconMethod::Wf,
+                other => {
+                    return Err(CapiError::config(format!(
+                        "recon.method {other}: expected PTYFLOW_RECON_EPIE or PTYFLOW_RECON_WF"
+                    )));
+                }
+            };
+            // The struct's aberrations are 0 unless set; the job's `optics` says "given".
+            optics = Optics {
+                kv: Some(r.kv),
+                alpha_mrad: Some(r.alpha_mrad),
+                defocus_angstrom: Some(r.defocus_angstrom),
+                cs_mm: Some(r.cs_mm),
+                astigmatism_angstrom: Some(r.astigmatism_angstrom),
+                astigmatism_angle_deg: Some(r.astigmatism_angle_deg),
+                mrad_per_px: optics.mrad_per_px.or(given(r.mrad_per_px)),
+                step_angstrom: Some(r.scan_step_angstrom),
+                scan_rotation_deg: None,
+            };
+            Some(ReconConfig {
+                method,
+                // The struct's window is M binned pixels; its reconstruction is not binned.
+                window: (r.window != 0).then_some(r.window),
+                ..ReconConfig::default()
+            })
         }
-        if !(self.scan_step_angstrom.is_finite() && self.scan_step_angstrom > 0.0) {
-            return Err(CapiError::config(format!(
-                "recon.scan_step_angstrom {}: expected a finite value > 0",
-                self.scan_step_angstrom
-            )));
-        }
-        Ok(())
-    }
-}
-
-fn pixel_kind(name: &str) -> CResult<PixelKind> {
-    match name {
-        "u8" => Ok(PixelKind::U8),
-        "u16" => Ok(PixelKind::U16),
-        "u32" => Ok(PixelKind::U32),
-        "f32" => Ok(PixelKind::F32),
-        other => Err(CapiError::config(format!(
-            "pixel `{other}`: expected \"u8\", \"u16\", \"u32\" or \"f32\""
-        ))),
-    }
-}
-
-impl Config {
-    /// # Safety
-    /// The pointers in `c` are NULL or valid as the header says (NUL-terminated string, a
-    /// `PtyflowReconConfig`), for the duration of the call.
-    unsafe fn from_c(c: &PtyflowConfig) -> CResult<Config> {
-        let pixel = match c.pixel {
-            PTYFLOW_PIXEL_U8 => "u8",
-            PTYFLOW_PIXEL_U16 => "u16",
-            PTYFLOW_PIXEL_U32 => "u32",
-            PTYFLOW_PIXEL_F32 => "f32",
-            other => {
-                return Err(CapiError::config(format!(
-                    "pixel {other}: expected one of PTYFLOW_PIXEL_U8 (1), _U16 (2), _U32 (3), _F32 (4)"
-                )));
-            }
-        };
-        let virtual_detectors = if c.virtual_detectors.is_null() {
-            Vec::new()
-        } else {
-            // SAFETY: non-NULL; the header asks for a NUL-terminated string live during the call.
-            let list = unsafe { c_str(c.virtual_detectors, "config->virtual_detectors") }?;
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        // SAFETY: NULL or a `PtyflowReconConfig` the caller keeps alive during the call.
-        let recon = unsafe { c.recon.as_ref() }.map(|r| ReconConfig {
-            method: match r.method {
-                PTYFLOW_RECON_EPIE => "epie".into(),
-                PTYFLOW_RECON_WF => "wf".into(),
-                other => format!("{other} (expected PTYFLOW_RECON_EPIE or PTYFLOW_RECON_WF)"),
-            },
-            kv: r.kv,
-            alpha_mrad: r.alpha_mrad,
-            defocus_angstrom: r.defocus_angstrom,
-            cs_mm: r.cs_mm,
-            astigmatism_angstrom: r.astigmatism_angstrom,
-            astigmatism_angle_deg: r.astigmatism_angle_deg,
-            mrad_per_px: (r.mrad_per_px != 0.0).then_some(r.mrad_per_px),
-            scan_step_angstrom: r.scan_step_angstrom,
-            window: r.window,
-            options: serde_json::Map::new(),
-        });
-        let u = |v: u32| v as usize;
-        Ok(Config {
+    };
+    let u = |v: u32| (v != 0).then_some(v as usize);
+    Ok(JobConfig {
+        source: Source::Push(PushSource {
             width: c.width,
             height: c.height,
-            pixel: pixel.into(),
-            bin: u(c.bin),
-            crop: (c.has_crop != 0).then_some([c.crop_x0, c.crop_y0, c.crop_width, c.crop_height]),
-            scan: [c.scan_rows, c.scan_cols],
+            pixel,
+        }),
+        scan: ScanConfig {
+            shape: Some([c.scan_rows, c.scan_cols]),
             serpentine: c.serpentine != 0,
-            virtual_detectors,
+            allow_partial: false,
+        },
+        reduce: ReduceConfig {
+            bin: c.bin as usize,
+            crop: (c.has_crop != 0).then_some([c.crop_x0, c.crop_y0, c.crop_width, c.crop_height]),
+            detectors,
             center: (c.has_disc != 0).then_some([c.center_x, c.center_y]),
             bf_radius: (c.has_disc != 0).then_some(c.bf_radius),
-            mrad_per_px: (c.mrad_per_px != 0.0).then_some(c.mrad_per_px),
+            // Radii are in mrad when the pipeline's own sampling is set, not the recon's.
+            radius_unit: Some(if c.mrad_per_px != 0.0 {
+                RadiusUnit::Mrad
+            } else {
+                RadiusUnit::Px
+            }),
+        },
+        optics,
+        recon,
+        run: RunConfig {
             threads: u(c.threads),
             batch_frames: u(c.batch_frames),
             queue_batches: u(c.queue_batches),
             blocking: c.non_blocking == 0,
-            recon,
-            memory_budget: (c.memory_budget != 0).then(|| c.memory_budget.into()),
-        })
-    }
-
-    /// The memory budget: `memory_budget`, else PTYFLOW_MEMORY_BUDGET, else the default.
-    fn budget(&self) -> CResult<crate::budget::MemoryBudget> {
-        let given = match &self.memory_budget {
-            None => None,
-            // 0 is the default, as in the struct.
-            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(0) => None,
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            Some(serde_json::Value::String(t)) => Some(t.clone()),
-            Some(other) => {
-                return Err(CapiError::config(format!(
-                    "memory_budget {other}: expected bytes (a number) or a size such as \"8G\""
-                )));
-            }
-        };
-        crate::budget::MemoryBudget::resolve(given.as_deref(), "memory_budget")
-            .map_err(CapiError::setup)
-    }
-
-    /// Validates everything and starts the pipeline's threads.
-    fn start(&self) -> CResult<PtyflowPipeline> {
-        let pixel = pixel_kind(&self.pixel)?;
-        let geometry = FrameGeometry::new(self.width, self.height).map_err(|e| {
-            CapiError::config(format!(
-                "width {} × height {}: {e}",
-                self.width, self.height
-            ))
-        })?;
-        if !(1..=ptyflow_core::MAX_BIN_FACTOR).contains(&self.bin) {
-            return Err(CapiError::config(format!(
-                "bin {}: expected 1..={}",
-                self.bin,
-                ptyflow_core::MAX_BIN_FACTOR
-            )));
-        }
-        let kind = if self.serpentine {
-            ScanKind::Serpentine
-        } else {
-            ScanKind::Raster
-        };
-        let [rows, cols] = self.scan;
-        let scan = Scan::new(rows, cols, kind)
-            .map_err(|e| CapiError::config(format!("scan {rows} × {cols}: {e}")))?;
-        let mrad = match self.mrad_per_px {
-            Some(m) if !(m.is_finite() && m > 0.0) => {
-                return Err(CapiError::config(format!(
-                    "mrad_per_px {m}: expected a finite value > 0"
-                )));
-            }
-            m => m,
-        };
-        let specs = self
-            .virtual_detectors
-            .iter()
-            .map(|s| s.parse::<VirtualSpec>().map(|v| v.to_pixels(mrad)))
-            .collect::<crate::Result<Vec<_>>>()
-            .map_err(CapiError::config)?;
-        let disc = match (self.center, self.bf_radius) {
-            (Some([cx, cy]), Some(r)) => {
-                let r = mrad.map_or(r, |m| r / m);
-                if !(cx.is_finite() && cy.is_finite() && r.is_finite() && r > 0.0) {
-                    return Err(CapiError::config(format!(
-                        "bright-field disc centre ({cx}, {cy}), radius {r}: expected finite values, radius > 0"
-                    )));
-                }
-                Some(Disc { cx, cy, r })
-            }
-            (None, None) => None,
-            _ => {
-                return Err(CapiError::config(
-                    "give both the disc centre and bf_radius, or neither",
-                ));
-            }
-        };
-        if disc.is_none()
-            && let Some(spec) = specs.first()
-        {
-            return Err(CapiError::config(format!(
-                "virtual detector `{spec}` needs the bright-field disc: set center and bf_radius \
-                 (has_disc, center_x, center_y, bf_radius in the struct); push mode cannot find it from the data"
-            )));
-        }
-        let crop = self.crop.map(|[x0, y0, width, height]| Window {
-            x0,
-            y0,
-            width,
-            height,
-        });
-        let defaults = PushOptions::default();
-        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
-        let opts = PushOptions {
-            threads: pick(self.threads, defaults.threads),
-            batch_frames: pick(self.batch_frames, defaults.batch_frames),
-            queue_batches: pick(self.queue_batches, defaults.queue_batches),
-            blocking: self.blocking,
-        };
-        // Every size that follows from this configuration must fit the budget before
-        // anything is allocated (the reconstruction's part is added once it is parsed).
-        let budget = self.budget()?;
-        let mut need = crate::budget::ReductionSize {
-            frame: geometry,
-            pixel,
-            bin: self.bin,
-            crop,
-            detectors: &specs,
-            frames: scan.positions(),
-            scan: (rows, cols),
-            threads: opts.threads,
-        }
-        .plan();
-        need.extend(crate::budget::push_pool(geometry, pixel, &opts));
-        need.check(&budget).map_err(CapiError::setup)?;
-        let plan = ReducePlan::new(
-            geometry,
-            pixel,
-            self.bin,
-            crop,
-            &specs,
-            disc,
-            scan.positions(),
-        )
-        .map_err(CapiError::setup)?;
-        let plan = Arc::new(plan);
-        let consumer = match &self.recon {
-            None => None,
-            Some(recon) => {
-                recon.validate(mrad)?;
-                let fits = (&need, &budget);
-                Some(recon_consumer(
-                    recon,
-                    mrad,
-                    &plan,
-                    &scan,
-                    opts.threads,
-                    fits,
-                )?)
-            }
-        };
-        let frames = plan.frames;
-        let pipeline =
-            PushPipeline::start(Arc::clone(&plan), consumer, &opts).map_err(|e| match e {
-                e @ crate::Error::Memory { .. } => CapiError::setup(e),
-                e => CapiError::new(PTYFLOW_ERR_PIPELINE, e.to_string()),
-            })?;
-        Ok(PtyflowPipeline {
-            counters: pipeline.counter_reader(),
-            frame_bytes: pipeline.frame_bytes(),
-            frames,
-            state: Mutex::new(State::Running(Box::new(Running {
-                pipeline,
-                plan,
-                scan,
-            }))),
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The in-order consumer (the reconstruction's seat)
-
-/// What the C API runs in order beside the reduction: an [`OrderedConsumer`] that hands back
-/// named results at the end (`object`, `probe` as interleaved complex pairs, shape `[.., 2]`).
-trait ResultConsumer: OrderedConsumer {
-    fn into_results(self: Box<Self>) -> crate::Result<Vec<NamedArray>>;
-}
-
-/// The consumer type of the C API's pipeline, so the reconstruction can be swapped in without
-/// touching anything else here.
-struct CapiConsumer(Box<dyn ResultConsumer>);
-
-impl OrderedConsumer for CapiConsumer {
-    fn consume(&mut self, index: usize, frame: Frame<'_>) -> crate::Result<()> {
-        self.0.consume(index, frame)
-    }
-}
-
-/// Algorithm options of the `recon` object beyond method and optics (the same names and
-/// defaults as `ptyflow replay`'s flags).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReconOptions {
-    #[serde(default)]
-    sweeps: Option<usize>,
-    #[serde(default = "one")]
-    bin: usize,
-    #[serde(default = "poisson")]
-    loss: String,
-    #[serde(default)]
-    alpha_step: Option<f32>,
-    #[serde(default)]
-    beta_step: Option<f32>,
-    #[serde(default = "probe_min_counts")]
-    probe_min_counts: f64,
-    #[serde(default)]
-    wf_step: Option<f32>,
-    #[serde(default = "epsilon")]
-    epsilon: f32,
-    #[serde(default)]
-    epsilon_relative: Option<f32>,
-    #[serde(default)]
-    truncation: Option<f32>,
-    #[serde(default)]
-    tikhonov: f32,
-    #[serde(default)]
-    scan_rotation_deg: f64,
-    #[serde(default)]
-    pad: usize,
-    #[serde(default = "passive")]
-    object_constraint: String,
-}
-fn passive() -> String {
-    "passive".into()
-}
-fn probe_min_counts() -> f64 {
-    crate::recon::EpieParams::default().probe_min_counts
-}
-fn epsilon() -> f32 {
-    1e-4
-}
-
-fn poisson() -> String {
-    "poisson".into()
-}
-
-/// Builds the in-order reconstruction stage from the validated `recon` configuration, the
-/// pipeline's detector sampling, the plan (frame geometry, disc) and the scan. The window
-/// (`recon.window` = M binned pixels, 0 = the whole square frame) is centred on the disc.
-/// The sweeps after the scan run on `threads` threads (the reduction is done by then).
-fn recon_consumer(
-    recon: &ReconConfig,
-    pipeline_mrad_per_px: Option<f64>,
-    plan: &Arc<ReducePlan>,
-    scan: &Scan,
-    threads: usize,
-    (need, budget): (&crate::budget::MemoryPlan, &crate::budget::MemoryBudget),
-) -> CResult<CapiConsumer> {
-    use crate::pipeline::recon::{ProbeSource, ReconRequest};
-    use crate::recon::MethodOptions;
-
-    let options: ReconOptions =
-        serde_json::from_value(serde_json::Value::Object(recon.options.clone()))
-            .map_err(|e| CapiError::config(format!("recon: {e}")))?;
-    let method = MethodOptions {
-        alpha_step: options.alpha_step,
-        beta_step: options.beta_step,
-        probe_after: None,
-        probe_min_counts: options.probe_min_counts,
-        loss: &options.loss,
-        wf_step: options.wf_step,
-        epsilon: options.epsilon,
-        epsilon_relative: options.epsilon_relative,
-        truncation: options.truncation,
-        tikhonov: options.tikhonov,
-        auto_step: crate::recon::AutoStep::default(),
-    };
-    let wf = recon.method == "wf";
-    let schedule = method.schedule(wf).map_err(CapiError::config)?;
-    let method = method.method(wf).map_err(CapiError::config)?;
-    let request = ReconRequest {
-        method,
-        probe: ProbeSource::Optics(recon.optics()),
-        kv: recon.kv,
-        // validate() made sure one of the two is set and positive.
-        mrad_per_px: recon
-            .mrad_per_px
-            .or(pipeline_mrad_per_px)
-            .unwrap_or(f64::NAN),
-        step_angstrom: recon.scan_step_angstrom,
-        scan_rotation_deg: options.scan_rotation_deg,
-        window: match recon.window {
-            0 => None,
-            w => Some(w.checked_mul(options.bin).ok_or_else(|| {
-                CapiError::config(format!(
-                    "recon.window {w} × recon.bin {}: overflows; expected a window inside the frame",
-                    options.bin
-                ))
-            })?),
+            fps: None,
+            memory_budget: (c.memory_budget != 0).then_some(MemorySize::Bytes(c.memory_budget)),
         },
-        bin: options.bin,
-        transpose: false,
-        pad: options.pad,
-        sweeps: options.sweeps,
-        schedule,
-        object_constraint: crate::recon::ObjectConstraint::from_name(&options.object_constraint)
-            .map_err(CapiError::config)?,
-    };
-    // The reduction's estimate plus the reconstruction's (object, pattern store, window).
-    let mut need = need.clone();
-    let shape = (scan.rows(), scan.cols());
-    need.extend(crate::budget::recon(&request, plan.frame, shape, threads));
-    need.extend(crate::budget::thread_stacks(1, "threads"));
-    need.check(budget).map_err(CapiError::setup)?;
-    let centre = plan.disc.map(|d| (d.cx, d.cy));
-    let mut consumer = request
-        .build(plan.frame, shape, centre)
-        .map_err(CapiError::setup)?;
-    consumer.reconstructor_mut().set_threads(threads);
-    let sweeps = consumer.reconstructor().planned_sweeps();
-    Ok(CapiConsumer(Box::new(ReconStage { consumer, sweeps })))
+        out: None,
+    })
 }
 
-/// The reconstruction stage and the sweeps to run when the scan is finished.
-struct ReconStage {
-    consumer: crate::pipeline::recon::ReconConsumer,
-    sweeps: usize,
-}
-
-impl OrderedConsumer for ReconStage {
-    fn consume(&mut self, index: usize, frame: Frame<'_>) -> crate::Result<()> {
-        self.consumer.consume(index, frame)
-    }
-}
-
-impl ResultConsumer for ReconStage {
-    fn into_results(self: Box<Self>) -> crate::Result<Vec<NamedArray>> {
-        let mut recon = self.consumer.into_reconstructor();
-        for _ in 0..self.sweeps {
-            recon.sweep()?;
-        }
-        let interleave =
-            |z: &[num_complex::Complex32]| z.iter().flat_map(|v| [v.re, v.im]).collect();
-        let [rows, cols] = recon.object_shape();
-        let m = recon.window();
-        Ok(vec![
-            NamedArray {
-                name: "object".into(),
-                shape: vec![rows, cols, 2],
-                data: interleave(recon.object()),
-            },
-            NamedArray {
-                name: "probe".into(),
-                shape: vec![m, m, 2],
-                data: interleave(recon.probe()),
-            },
-        ])
-    }
-}
-
-/// The results of a finished run: the reduction's outputs exactly as `ptyflow replay` writes
-/// them ([`reduction_outputs`]; a position whose frame was never pushed holds 0, as the
-/// reducer does not track arrivals), then the reconstruction's.
-fn collect_results(
-    plan: &ReducePlan,
-    reducer: &Reducer,
-    scan: &Scan,
-    consumer: Option<CapiConsumer>,
-) -> crate::Result<Vec<NamedArray>> {
-    let mut out = reduction_outputs(plan, reducer, scan, plan.frames)?;
-    if let Some(c) = consumer {
-        out.extend(c.0.into_results()?);
-    }
-    Ok(out)
+/// Starts the push session of `config`: the handle.
+fn start(config: &JobConfig) -> CResult<PtyflowPipeline> {
+    let session = PushSession::start(config).map_err(CapiError::setup)?;
+    Ok(PtyflowPipeline {
+        counters: session.counter_reader(),
+        frame_bytes: session.frame_bytes(),
+        frames: session.positions(),
+        state: Mutex::new(State::Running(Box::new(session))),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1040,8 +582,8 @@ pub unsafe extern "C" fn ptyflow_create(
         // SAFETY: NULL or a valid PtyflowConfig (caller's promise).
         let config = unsafe { config.as_ref() }.ok_or_else(|| CapiError::null("config"))?;
         // SAFETY: the pointers inside `config` are NULL or valid (caller's promise).
-        let config = unsafe { Config::from_c(config) }?;
-        store(out, config.start())
+        let config = unsafe { job_from_c(config) }?;
+        store(out, start(&config))
     })
 }
 
@@ -1065,8 +607,8 @@ pub unsafe extern "C" fn ptyflow_create_json(
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: NULL or NUL-terminated and live for the call (caller's promise).
         let text = unsafe { c_str(json, "json") }?;
-        let config: Config = serde_json::from_str(text).map_err(CapiError::config)?;
-        store(out, config.start())
+        let config = JobConfig::from_json(text).map_err(CapiError::config)?;
+        store(out, start(&config))
     })
 }
 
@@ -1144,7 +686,7 @@ pub unsafe extern "C" fn ptyflow_push(
                 "ptyflow_push after ptyflow_finish",
             ));
         };
-        match run.pipeline.push(index, frame) {
+        match run.push(index, frame) {
             Ok(()) => Ok(PTYFLOW_OK),
             Err(PushError::QueueFull) => Ok(PTYFLOW_QUEUE_FULL),
             Err(PushError::Invalid(e)) => Err(CapiError::new(PTYFLOW_ERR_PIPELINE, e.to_string())),
@@ -1206,14 +748,7 @@ pub unsafe extern "C" fn ptyflow_finish(p: *mut PtyflowPipeline) -> c_int {
         ) else {
             unreachable!("checked above")
         };
-        let Running {
-            pipeline,
-            plan,
-            scan,
-        } = *run;
-        let done = pipeline
-            .finish()
-            .and_then(|outcome| collect_results(&plan, &outcome.reducer, &scan, outcome.consumer));
+        let done = run.finish(None).map(|outcome| outcome.all_arrays());
         match done {
             Ok(results) => {
                 *state = State::Finished(results);

@@ -1,7 +1,10 @@
 //! The host crate's one error type.
 //!
 //! Every message names what the user can act on: the file, the byte offset or frame, or the
-//! parameter, and what was expected. The CLI prints the message and exits with code 2.
+//! parameter, and what was expected. Parameters are named by their configuration field
+//! ([`crate::job::JobConfig`]: `scan.shape`, `recon.window`); a face that spells them
+//! otherwise (the CLI's flags) renames them with [`Error::renamed`]. The CLI prints the
+//! message and exits with [`Error::exit_code`].
 
 use std::path::PathBuf;
 
@@ -66,9 +69,14 @@ pub enum Error {
         /// refused).
         budget: Option<u64>,
     },
-    /// The run was interrupted (Ctrl-C, or the consumer went away).
+    /// The run was interrupted on request (Ctrl-C, or the embedding program's flag). What was
+    /// computed up to then is kept.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// A pipeline stage died: a worker thread panicked (a bug in ptyflow) or a channel
+    /// between the stages closed before the end of the run. Not an interrupt, not bad input.
+    #[error("pipeline failure: {0}")]
+    Pipeline(String),
 }
 
 impl Error {
@@ -124,5 +132,98 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The process exit code of the CLI for this error: 130 for an interrupt (as a shell
+    /// reports SIGINT), 70 (`EX_SOFTWARE`) for a pipeline failure, 2 for everything else
+    /// (bad input, files, budget).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Interrupted(_) => 130,
+            Error::Pipeline(_) => 70,
+            _ => 2,
+        }
+    }
+
+    /// The same error with every parameter renamed by `rename` (a configuration field to the
+    /// face's own name for it): the parameter an error is about, and every field written in
+    /// backticks in its message. Names `rename` does not know stay as they are.
+    pub fn renamed(self, rename: impl Fn(&str) -> Option<&'static str>) -> Error {
+        let in_text = |msg: String| -> String {
+            let mut out = String::with_capacity(msg.len());
+            let mut parts = msg.split('`');
+            if let Some(first) = parts.next() {
+                out.push_str(first);
+            }
+            // Odd pieces were inside backticks.
+            for (k, piece) in parts.enumerate() {
+                match (k % 2, rename(piece)) {
+                    (0, Some(flag)) => {
+                        out.push('`');
+                        out.push_str(flag);
+                    }
+                    _ => {
+                        out.push('`');
+                        out.push_str(piece);
+                    }
+                }
+            }
+            out
+        };
+        let name_of = |name: String| rename(&name).map_or(name, str::to_owned);
+        match self {
+            Error::Param { name, msg } => Error::Param {
+                name: name_of(name),
+                msg: in_text(msg),
+            },
+            Error::Memory {
+                name,
+                msg,
+                needed,
+                budget,
+            } => Error::Memory {
+                name: name_of(name),
+                msg: in_text(msg),
+                needed,
+                budget,
+            },
+            Error::Core { context, source } => Error::Core {
+                context: in_text(name_of(context)),
+                source,
+            },
+            Error::File { path, msg } => Error::File {
+                path,
+                msg: in_text(msg),
+            },
+            other => other,
+        }
+    }
+}
+
 /// `Result` with the host's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_reaches_the_name_and_the_backticked_fields() {
+        let rename = |f: &str| match f {
+            "scan.shape" => Some("--scan"),
+            "scan.allow_partial" => Some("--allow-partial"),
+            _ => None,
+        };
+        let e = Error::param(
+            "scan.shape",
+            "10x10 = 100 positions, 90 frames; set `scan.allow_partial` to replay (`x`)",
+        )
+        .renamed(rename);
+        assert_eq!(
+            e.to_string(),
+            "parameter `--scan`: 10x10 = 100 positions, 90 frames; set `--allow-partial` to replay (`x`)"
+        );
+        assert_eq!(Error::Interrupted("x".into()).exit_code(), 130);
+        assert_eq!(Error::Pipeline("x".into()).exit_code(), 70);
+        assert_eq!(Error::param("a", "b").exit_code(), 2);
+    }
+}

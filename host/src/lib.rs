@@ -4,9 +4,11 @@
 pub mod benchmark;
 pub mod budget;
 pub mod capi;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
 pub mod fourier;
+pub mod job;
 pub mod metrics;
 pub mod optics;
 pub mod output;

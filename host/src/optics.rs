@@ -66,6 +66,137 @@ pub fn bright_field_radius_px(alpha_mrad: f64, mrad_per_px: f64) -> f64 {
     alpha_mrad / mrad_per_px
 }
 
+/// The physics of an acquisition as far as it is known: the probe-forming optics, the
+/// detector sampling and the scan step. This one type is the job configuration's `optics`
+/// and a raw dump's sidecar `"optics"`; every field is optional, a writer states what it
+/// knows and [`Optics::or`] fills what one source leaves out from another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optics {
+    /// Accelerating voltage in kV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<f64>,
+    /// Convergence semi-angle α in mrad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_mrad: Option<f64>,
+    /// Defocus in Å; positive = underfocus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defocus_angstrom: Option<f64>,
+    /// Spherical aberration Cs in mm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cs_mm: Option<f64>,
+    /// Two-fold astigmatism |C12| in Å.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub astigmatism_angstrom: Option<f64>,
+    /// Azimuth of the two-fold astigmatism in degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub astigmatism_angle_deg: Option<f64>,
+    /// Scattering angle per unbinned detector pixel, mrad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrad_per_px: Option<f64>,
+    /// Scan step in Å (between rows and between columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_angstrom: Option<f64>,
+    /// Rotation of the scan grid relative to the detector, degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_rotation_deg: Option<f64>,
+}
+
+impl Optics {
+    /// The fields, by configuration name, for checks and lenient reading.
+    fn fields(&mut self) -> [(&'static str, &mut Option<f64>); 9] {
+        [
+            ("kv", &mut self.kv),
+            ("alpha_mrad", &mut self.alpha_mrad),
+            ("defocus_angstrom", &mut self.defocus_angstrom),
+            ("cs_mm", &mut self.cs_mm),
+            ("astigmatism_angstrom", &mut self.astigmatism_angstrom),
+            ("astigmatism_angle_deg", &mut self.astigmatism_angle_deg),
+            ("mrad_per_px", &mut self.mrad_per_px),
+            ("step_angstrom", &mut self.step_angstrom),
+            ("scan_rotation_deg", &mut self.scan_rotation_deg),
+        ]
+    }
+
+    /// Each field from `self`, or else from `fallback`.
+    pub fn or(mut self, mut fallback: Optics) -> Optics {
+        for ((_, mine), (_, theirs)) in self.fields().into_iter().zip(fallback.fields()) {
+            *mine = mine.or(*theirs);
+        }
+        self
+    }
+
+    /// Reads the known numeric keys of a JSON object written by someone else (a sidecar);
+    /// other keys and values that are not numbers are ignored.
+    pub fn from_json_lenient(value: &serde_json::Value) -> Optics {
+        let mut optics = Optics::default();
+        for (key, field) in optics.fields() {
+            *field = value.get(key).and_then(|v| v.as_f64());
+        }
+        optics
+    }
+
+    /// The optics a simulator or recorder left beside a dump (`"optics"` in `<dump>.json`);
+    /// empty when there is no such file or key.
+    pub fn from_sidecar(dump: &std::path::Path) -> Optics {
+        let mut name = dump.as_os_str().to_owned();
+        name.push(".json");
+        std::fs::read_to_string(std::path::PathBuf::from(name))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|v| v.get("optics").map(Optics::from_json_lenient))
+            .unwrap_or_default()
+    }
+
+    /// Checks that every value given is finite, and positive where it must be. Errors name
+    /// the field (`optics.kv`).
+    pub fn validate(&self) -> Result<()> {
+        let mut copy = *self;
+        for (name, value) in copy.fields() {
+            let positive = matches!(name, "kv" | "alpha_mrad" | "mrad_per_px" | "step_angstrom");
+            if let Some(v) = *value
+                && (!v.is_finite() || (positive && v <= 0.0))
+            {
+                let want = if positive {
+                    "a finite value > 0"
+                } else {
+                    "a finite value"
+                };
+                return Err(Error::param(
+                    format!("optics.{name}"),
+                    format!("got {v}, expected {want}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A value the reconstruction needs: an error naming the field when it is missing.
+    pub fn need(value: Option<f64>, field: &str) -> Result<f64> {
+        value.ok_or_else(|| {
+            Error::param(
+                format!("optics.{field}"),
+                "needed by the reconstruction (not given, and not in the dump's sidecar)",
+            )
+        })
+    }
+
+    /// The probe-forming optics: voltage, aperture and defocus are needed, the aberrations
+    /// default to 0.
+    pub fn probe(&self) -> Result<ProbeParams> {
+        let p = ProbeParams {
+            kv: Optics::need(self.kv, "kv")?,
+            alpha_mrad: Optics::need(self.alpha_mrad, "alpha_mrad")?,
+            defocus_angstrom: Optics::need(self.defocus_angstrom, "defocus_angstrom")?,
+            cs_mm: self.cs_mm.unwrap_or(0.0),
+            astigmatism_angstrom: self.astigmatism_angstrom.unwrap_or(0.0),
+            astigmatism_angle_deg: self.astigmatism_angle_deg.unwrap_or(0.0),
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
 /// The probe-forming optics.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeParams {
@@ -110,12 +241,20 @@ impl ProbeParams {
                 Ok(())
             }
         };
-        check("--kv", self.kv, true)?;
-        check("--alpha", self.alpha_mrad, true)?;
-        check("--defocus", self.defocus_angstrom, false)?;
-        check("--cs", self.cs_mm, false)?;
-        check("--astigmatism", self.astigmatism_angstrom, false)?;
-        check("--astigmatism-angle", self.astigmatism_angle_deg, false)
+        check("optics.kv", self.kv, true)?;
+        check("optics.alpha_mrad", self.alpha_mrad, true)?;
+        check("optics.defocus_angstrom", self.defocus_angstrom, false)?;
+        check("optics.cs_mm", self.cs_mm, false)?;
+        check(
+            "optics.astigmatism_angstrom",
+            self.astigmatism_angstrom,
+            false,
+        )?;
+        check(
+            "optics.astigmatism_angle_deg",
+            self.astigmatism_angle_deg,
+            false,
+        )
     }
 
     /// Electron wavelength in Å.
@@ -162,7 +301,7 @@ impl ProbeParams {
         let k_nyquist = 0.5 / dx;
         if k_alpha > k_nyquist {
             return Err(Error::param(
-                "--alpha",
+                "optics.alpha_mrad",
                 format!(
                     "aperture {:.2} mrad reaches beyond the window's Nyquist angle {:.2} mrad \
                      (pixel {dx:.4} Å); use a smaller real-space pixel (more detector pixels)",
@@ -191,7 +330,7 @@ impl ProbeParams {
         }
         if spectrum.iter().all(|v| v.norm_sqr() == 0.0) {
             return Err(Error::param(
-                "--alpha",
+                "optics.alpha_mrad",
                 "aperture smaller than one reciprocal pixel of the window; enlarge the window",
             ));
         }
@@ -332,11 +471,16 @@ mod tests {
         let mut p = ProbeParams::new(300.0, 18.0, 0.0);
         p.alpha_mrad = f64::NAN;
         let e = p.sample(64, 0.3).unwrap_err().to_string();
-        assert!(e.contains("--alpha"), "{e}");
+        assert!(e.contains("optics.alpha_mrad"), "{e}");
         let p = ProbeParams::new(300.0, 300.0, 0.0);
         let e = p.sample(64, 0.3).unwrap_err().to_string();
         assert!(e.contains("Nyquist"), "{e}");
         let p = ProbeParams::new(-1.0, 18.0, 0.0);
-        assert!(p.sample(64, 0.3).unwrap_err().to_string().contains("--kv"));
+        assert!(
+            p.sample(64, 0.3)
+                .unwrap_err()
+                .to_string()
+                .contains("optics.kv")
+        );
     }
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::source::{Dump, DumpArgs, DumpInfo, Frame};
+use super::dump_args::DumpArgs;
+use crate::source::{Dump, DumpInfo, Frame};
 use crate::{Error, Result};
 
 /// Describe a detector dump: format, frame size, pixel type, number of frames, and the sum,

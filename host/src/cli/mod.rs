@@ -5,9 +5,14 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod compare;
+pub mod dump_args;
 pub mod info;
+mod progress;
 pub mod replay;
 pub mod simulate;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// Streaming 4D-STEM reduction and online ptychography for pixelated electron detectors.
 ///
@@ -41,8 +46,10 @@ pub enum Command {
 
 /// Parses `args` (with the program name first) and runs the subcommand.
 ///
-/// Returns the process exit code: 0 on success, 2 on bad input (the message is printed to
-/// stderr), 130 when interrupted.
+/// Returns the process exit code ([`crate::Error::exit_code`]): 0 on success, 2 on bad input
+/// (the message is printed to stderr), 70 when a pipeline stage failed (a bug), 130 when
+/// interrupted. The library names parameters by their configuration field; the messages
+/// here name the flag instead ([`crate::job::FIELDS`]).
 pub fn main_with_args<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -63,7 +70,7 @@ where
         Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
     };
-    match result {
+    match result.map_err(|e| e.renamed(flag_of)) {
         Ok(()) => 0,
         Err(crate::Error::Interrupted(msg)) => {
             eprintln!("ptyflow: interrupted: {msg}");
@@ -71,7 +78,28 @@ where
         }
         Err(e) => {
             eprintln!("ptyflow: error: {e}");
-            2
+            e.exit_code()
         }
     }
+}
+
+/// The flag that sets a configuration field, if there is one.
+pub fn flag_of(field: &str) -> Option<&'static str> {
+    crate::job::FIELDS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, flag)| *flag)
+}
+
+/// A flag that Ctrl-C sets, installed once per process (later calls return the same flag).
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = Arc::clone(&flag);
+        // If a handler is already installed (embedding program), run without one.
+        let _ = ctrlc::set_handler(move || f.store(true, std::sync::atomic::Ordering::Relaxed));
+        flag
+    })
+    .clone()
 }

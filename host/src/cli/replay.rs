@@ -1,20 +1,18 @@
-//! `ptyflow replay`: flags → [`ReplayConfig`] → [`crate::pipeline::replay`].
+//! `ptyflow replay`: flags → [`JobConfig`] → [`crate::job::replay`].
 
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
-use crate::pipeline::detectors::VirtualSpec;
-use crate::pipeline::recon::{self, ProbeSource, ReconRequest};
-use crate::pipeline::replay::{
-    ReplayConfig, estimate_disc, interrupt_flag, replay, replay_dump, resolve_scan, write_report,
+use super::dump_args::DumpArgs;
+use crate::job::{
+    self, Hooks, JobConfig, MemorySize, ReconConfig, ReconMethod, ReduceConfig, RunConfig,
+    ScanConfig, Source,
 };
-use crate::pipeline::run::RunOptions;
+use crate::optics::Optics;
+use crate::pipeline::detectors::VirtualSpec;
 use crate::recon::AutoStep;
-use crate::source::Dump;
-use crate::source::DumpArgs;
 use crate::{Error, Result};
-use ptyflow_core::FrameGeometry;
 
 /// Flags of `ptyflow replay`.
 #[derive(Debug, ClapArgs)]
@@ -285,206 +283,86 @@ fn parse_crop(s: &str) -> Result<(usize, usize, usize, usize), String> {
 }
 
 impl Args {
-    /// The validated configuration.
-    pub fn to_config(&self) -> Result<ReplayConfig> {
-        if let Some(t) = self.threads.filter(|&t| t == 0) {
-            return Err(Error::param("--threads", format!("{t}: need at least 1")));
-        }
-        if let Some(f) = self.fps.filter(|f| !(f.is_finite() && *f > 0.0)) {
-            return Err(Error::param("--fps", format!("{f}: need a rate > 0")));
-        }
-        if let Some(m) = self.mrad_per_px.filter(|m| !(m.is_finite() && *m > 0.0)) {
-            return Err(Error::param(
-                "--mrad-per-px",
-                format!("{m}: need a value > 0"),
-            ));
-        }
-        if let Some(r) = self.bf_radius.filter(|r| !(r.is_finite() && *r > 0.0)) {
-            return Err(Error::param(
-                "--bf-radius",
-                format!("{r}: need a radius > 0"),
-            ));
-        }
-        let mut run = RunOptions {
-            batch_frames: self.batch.max(1),
-            fps: self.fps,
-            progress: !self.quiet,
-            ..RunOptions::default()
-        };
-        if let Some(t) = self.threads {
-            run.threads = t;
-        }
-        run.interrupt = interrupt_flag();
-        run.memory_budget = Some(crate::budget::MemoryBudget::resolve(
-            self.memory_budget.as_deref(),
-            "--memory-budget",
-        )?);
-        Ok(ReplayConfig {
-            dump: self.dump.clone(),
-            open: self.layout.to_open_options(),
-            scan: self.scan,
-            serpentine: self.serpentine,
-            allow_partial: self.allow_partial,
-            bin: self.bin,
-            crop: self.crop,
-            virtual_detectors: self.virtual_detectors.clone(),
-            center: self.center,
-            bf_radius: self.bf_radius,
+    /// The job these flags describe (validated when it runs).
+    pub fn to_config(&self) -> JobConfig {
+        let r = &self.recon;
+        let optics = Optics {
+            kv: r.kv,
+            alpha_mrad: r.alpha,
+            defocus_angstrom: r.defocus,
+            cs_mm: r.cs,
             mrad_per_px: self.mrad_per_px,
-            run,
-            out: self.out.clone(),
-        })
-    }
-}
-
-/// The optics a simulator left in the dump's sidecar (`"optics"` in `<dump>.json`), if any.
-fn sidecar_optics(dump: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
-    let mut name = dump.as_os_str().to_owned();
-    name.push(".json");
-    std::fs::read_to_string(std::path::PathBuf::from(name))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v.get("optics").and_then(|o| o.as_object().cloned()))
-        .unwrap_or_default()
-}
-
-impl ReconArgs {
-    /// The reconstruction request, or `None` without `--recon`. Physics flags not given are
-    /// taken from the sidecar's optics; what is still missing is an error naming the flag.
-    pub fn to_request(
-        &self,
-        dump: &std::path::Path,
-        mrad_per_px: Option<f64>,
-    ) -> Result<Option<ReconRequest>> {
-        use crate::optics::ProbeParams;
-        use crate::recon::MethodOptions;
-        let Some(method) = &self.recon else {
-            return Ok(None);
+            step_angstrom: r.step,
+            scan_rotation_deg: r.scan_rotation,
+            ..Optics::default()
         };
-        let side = sidecar_optics(dump);
-        let from_side = |key: &str| side.get(key).and_then(|v| v.as_f64());
-        let need = |flag: &str, given: Option<f64>, key: &str| -> Result<f64> {
-            given.or_else(|| from_side(key)).ok_or_else(|| {
-                Error::param(
-                    flag,
-                    "needed by --recon (not given, and not in the dump's sidecar)",
-                )
-            })
-        };
-        let kv = need("--kv", self.kv, "kv")?;
-        let mrad = need("--mrad-per-px", mrad_per_px, "mrad_per_px")?;
-        let step = need("--step", self.step, "step_angstrom")?;
-        let rotation = self
-            .scan_rotation
-            .or_else(|| from_side("scan_rotation_deg"))
-            .unwrap_or(0.0);
-        let probe = match &self.probe {
-            Some(path) => ProbeSource::File(path.clone()),
-            None => {
-                let mut p = ProbeParams::new(
-                    kv,
-                    need("--alpha", self.alpha, "alpha_mrad")?,
-                    need("--defocus", self.defocus, "defocus_angstrom")?,
-                );
-                p.cs_mm = self.cs.or_else(|| from_side("cs_mm")).unwrap_or(0.0);
-                ProbeSource::Optics(p)
-            }
-        };
-        let options = MethodOptions {
-            alpha_step: self.alpha_step,
-            beta_step: self.beta_step,
-            probe_after: self.probe_after,
-            probe_min_counts: self.probe_min_counts,
-            loss: &self.loss,
-            wf_step: self.wf_step,
-            epsilon: self.epsilon,
-            epsilon_relative: self.epsilon_relative,
-            truncation: self.truncation,
-            tikhonov: self.tikhonov,
-            auto_step: AutoStep {
-                noise_rad: self.step_noise,
-                total_gamma: self.step_total,
-                start_factor: self.step_start,
-                ..AutoStep::default()
+        let recon = r.recon.as_deref().map(|method| ReconConfig {
+            method: if method == "wf" {
+                ReconMethod::Wf
+            } else {
+                ReconMethod::Epie
             },
-        };
-        let method = options.method(method == "wf")?;
-        let schedule = options.schedule(method_is_wf(&method))?;
-        for (flag, v) in [("--kv", kv), ("--mrad-per-px", mrad), ("--step", step)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::param(flag, format!("{v}: need a value > 0")));
-            }
+            loss: r.loss.clone(),
+            probe: r.probe.clone(),
+            transpose: r.flip,
+            window: r.recon_window,
+            bin: r.recon_bin,
+            pad: r.recon_pad,
+            sweeps: r.sweeps,
+            alpha_step: r.alpha_step,
+            beta_step: r.beta_step,
+            probe_after: r.probe_after,
+            probe_min_counts: r.probe_min_counts,
+            wf_step: r.wf_step,
+            epsilon: r.epsilon,
+            epsilon_relative: r.epsilon_relative,
+            truncation: r.truncation,
+            tikhonov: r.tikhonov,
+            object_constraint: r.object_constraint.clone(),
+            step_noise: r.step_noise,
+            step_total: r.step_total,
+            step_start: r.step_start,
+        });
+        JobConfig {
+            source: Source::Dump(self.layout.to_source(&self.dump)),
+            scan: ScanConfig {
+                shape: self.scan.map(|(r, c)| [r, c]),
+                serpentine: self.serpentine,
+                allow_partial: self.allow_partial,
+            },
+            reduce: ReduceConfig {
+                bin: self.bin,
+                crop: self.crop.map(|(x0, y0, w, h)| [x0, y0, w, h]),
+                detectors: self.virtual_detectors.clone(),
+                center: self.center.map(|(x, y)| [x, y]),
+                bf_radius: self.bf_radius,
+                radius_unit: None,
+            },
+            optics,
+            recon,
+            run: RunConfig {
+                threads: self.threads,
+                batch_frames: Some(self.batch.max(1)),
+                queue_batches: None,
+                blocking: true,
+                fps: self.fps,
+                memory_budget: self.memory_budget.clone().map(MemorySize::Text),
+            },
+            out: Some(self.out.clone()),
         }
-        Ok(Some(ReconRequest {
-            method,
-            probe,
-            kv,
-            mrad_per_px: mrad,
-            step_angstrom: step,
-            scan_rotation_deg: rotation,
-            window: self.recon_window,
-            bin: self.recon_bin,
-            transpose: self.flip,
-            pad: self.recon_pad,
-            sweeps: self.sweeps,
-            schedule,
-            object_constraint: crate::recon::ObjectConstraint::from_name(&self.object_constraint)?,
-        }))
     }
 }
 
 /// Runs `ptyflow replay`.
 pub fn run(args: Args) -> Result<()> {
-    let config = args.to_config()?;
-    let request = args.recon.to_request(&args.dump, args.mrad_per_px)?;
-    let mut outcome = match &request {
-        None => replay(&config, None)?,
-        Some(request) => {
-            let dump = Dump::open(&config.dump, &config.open)?;
-            let (scan, _) = resolve_scan(&config, &dump)?;
-            if config.serpentine {
-                return Err(Error::param(
-                    "--serpentine",
-                    "reconstruction of serpentine scans is not supported yet; reorder the frames",
-                ));
-            }
-            let info = dump.info();
-            let frame = FrameGeometry::new(info.width, info.height)
-                .map_err(|e| Error::core(info.path.display().to_string(), e))?;
-            // The whole job, reconstruction included, must fit before anything is built.
-            crate::budget::replay(&config, &dump, Some(request))?.check(&config.run.budget()?)?;
-            let centre = match config.center {
-                Some(c) => Some(c),
-                None => estimate_disc(&dump)?.map(|d| (d.cx, d.cy)),
-            };
-            let mut consumer = request.build(frame, (scan.rows(), scan.cols()), centre)?;
-            let mut outcome = replay_dump(&config, &dump, Some(&mut consumer))?;
-            // The reduction is done: the sweeps may use every worker thread.
-            consumer.reconstructor_mut().set_threads(config.run.threads);
-            let mut written = Vec::new();
-            let summary = recon::finish(
-                &mut consumer,
-                request,
-                &config.out,
-                !args.quiet,
-                &mut written,
-            )?;
-            let engine = consumer.reconstructor();
-            let extra = &mut outcome.report.extra;
-            extra.insert(
-                "object_pixel_angstrom".into(),
-                engine.object_pixel_angstrom().into(),
-            );
-            extra.insert(
-                "object_origin_px".into(),
-                serde_json::json!(engine.object_origin_px()),
-            );
-            extra.insert("reconstruction".into(), summary);
-            outcome.report.outputs.extend(written);
-            outcome
-        }
+    let config = args.to_config();
+    let hooks = Hooks {
+        progress: (!args.quiet)
+            .then(super::progress::Bar::on_terminal)
+            .flatten(),
+        interrupt: super::interrupt_flag(),
     };
-    write_report(&config.out, &mut outcome)?;
+    let outcome = job::replay(&config, &hooks)?;
     let r = &outcome.report;
     eprintln!(
         "ptyflow: {} frames read, {} processed, {} dropped in {:.3} s ({:.0} frames/s); outputs in {}",
@@ -493,19 +371,15 @@ pub fn run(args: Args) -> Result<()> {
         r.counters.frames_dropped,
         r.counters.wall_s,
         r.fps_overall,
-        config.out.display()
+        args.out.display()
     );
     if r.counters.interrupted {
         return Err(Error::Interrupted(format!(
             "stopped after {} of {} frames; what was computed is in {}",
             r.counters.frames_processed,
             r.frames_in_file,
-            config.out.display()
+            args.out.display()
         )));
     }
     Ok(())
-}
-
-fn method_is_wf(method: &crate::recon::Method) -> bool {
-    matches!(method, crate::recon::Method::Wf(_))
 }

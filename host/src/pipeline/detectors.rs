@@ -81,13 +81,30 @@ impl fmt::Display for VirtualSpec {
     }
 }
 
+/// In a configuration a detector is its text form (`"adf:20:60"`).
+impl serde::Serialize for VirtualSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for VirtualSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(|e: Error| match e {
+            Error::Param { msg, .. } => serde::de::Error::custom(msg),
+            other => serde::de::Error::custom(other),
+        })
+    }
+}
+
 impl FromStr for VirtualSpec {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         let bad = |why: &str| {
             Error::param(
-                "--virtual",
+                "reduce.virtual",
                 format!(
                     "`{s}`: {why}; expected one of bf, adf:INNER:OUTER, rings:N:INNER:OUTER, dpc, com"
                 ),
@@ -186,6 +203,36 @@ pub fn find_bright_field(mean: &[f64], width: usize, height: usize) -> Option<Di
     })
 }
 
+/// Frames sampled (evenly over the dump) to find the bright-field disc before the run.
+const DISC_SAMPLE_FRAMES: usize = 256;
+
+/// Estimates the bright-field disc from the mean of up to 256 frames spread over the dump.
+pub fn estimate_disc(dump: &crate::source::Dump) -> Result<Option<Disc>> {
+    let info = dump.info();
+    let (w, h, n) = (info.width, info.height, info.frames);
+    if n == 0 {
+        return Ok(None);
+    }
+    let take = n.min(DISC_SAMPLE_FRAMES);
+    let mut mean = vec![0.0f64; w * h];
+    let mut reader = dump.reader();
+    for k in 0..take {
+        let index = k * n / take;
+        let add = |m: &mut [f64], it: &mut dyn Iterator<Item = f64>| {
+            for (a, v) in m.iter_mut().zip(it) {
+                *a += v;
+            }
+        };
+        match reader.frame(index)? {
+            crate::source::Frame::U8(f) => add(&mut mean, &mut f.iter().map(|&v| v as f64)),
+            crate::source::Frame::U16(f) => add(&mut mean, &mut f.iter().map(|&v| v as f64)),
+            crate::source::Frame::U32(f) => add(&mut mean, &mut f.iter().map(|&v| v as f64)),
+            crate::source::Frame::F32(f) => add(&mut mean, &mut f.iter().map(|&v| v as f64)),
+        }
+    }
+    Ok(find_bright_field(&mean, w, h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +278,10 @@ mod tests {
             "adf:1",
         ] {
             let e = bad.parse::<VirtualSpec>().unwrap_err().to_string();
-            assert!(e.contains("--virtual") && e.contains(bad), "{bad}: {e}");
+            assert!(
+                e.contains("reduce.virtual") && e.contains(bad),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 
 use super::reduce::{ReducePlan, Reducer};
-use super::run::{Counters, OrderedConsumer, Worker};
+use super::run::{Counters, Joined, OrderedConsumer, Worker, merge_reducers};
 use crate::budget::{checked_len, try_filled, try_with_capacity};
 use crate::source::{Frame, PixelKind};
 use crate::{Error, Result};
@@ -173,7 +173,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
         let threads = opts.threads.max(1);
         let batch_frames = opts.batch_frames.max(1);
         // Sizes follow from the configuration: checked, and allocated fallibly.
-        let (name, what) = ("batch_frames", "the push buffer pool");
+        let (name, what) = ("run.batch_frames", "the push buffer pool");
         let frame_bytes = checked_len(&[plan.frame.area(), plan.pixel.bytes()], name, what)?;
         // Pixels are aligned in every slot: frame_bytes is a multiple of the pixel size.
         let words = checked_len(&[batch_frames, frame_bytes], name, what)?.div_ceil(4);
@@ -184,7 +184,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
             .and_then(|p| p.checked_add(1))
             .ok_or_else(|| {
                 Error::memory(
-                    "queue_batches",
+                    "run.queue_batches",
                     format!("{what}: too many batches"),
                     None,
                     None,
@@ -199,15 +199,16 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
             };
             free_tx
                 .send(batch)
-                .map_err(|_| Error::Interrupted("buffer pool closed".into()))?;
+                .map_err(|_| Error::Pipeline("the push buffer pool closed during set-up".into()))?;
         }
         let live = Arc::new(Live::default());
         // The pool bounds what is in flight, so these channels never hold more than `pool`.
         let (work_tx, work_rx) = unbounded::<Arc<Batch>>();
         let pixel = plan.pixel;
-        let mut workers = try_with_capacity(threads, "threads", "the worker threads")?;
+        let mut workers = try_with_capacity(threads, "run.threads", "the worker threads")?;
         // A thread the system cannot start is an error, not a panic.
-        let spawn_err = |e| Error::memory("threads", format!("starting a thread: {e}"), None, None);
+        let spawn_err =
+            |e| Error::memory("run.threads", format!("starting a thread: {e}"), None, None);
         for _ in 0..threads {
             let mut reducer = Reducer::new(Arc::clone(&plan))?;
             let (rx, free, live) = (work_rx.clone(), free_tx.clone(), Arc::clone(&live));
@@ -303,7 +304,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
             let batch = if self.blocking {
                 self.free_rx
                     .recv()
-                    .map_err(|_| Error::Interrupted("pipeline stopped".into()))?
+                    .map_err(|_| Error::Pipeline("the reduction workers stopped".into()))?
             } else {
                 match self.free_rx.try_recv() {
                     Ok(b) => b,
@@ -312,7 +313,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
                         return Err(PushError::QueueFull);
                     }
                     Err(TryRecvError::Disconnected) => {
-                        return Err(Error::Interrupted("pipeline stopped".into()).into());
+                        return Err(Error::Pipeline("the reduction workers stopped".into()).into());
                     }
                 }
             };
@@ -335,7 +336,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
             return Ok(());
         };
         let batch = Arc::new(batch);
-        let stopped = || Error::Interrupted("a pipeline stage stopped early".into());
+        let stopped = || Error::Pipeline("a pipeline stage stopped early".into());
         if let Some(tx) = &self.order_tx {
             tx.send(Arc::clone(&batch)).map_err(|_| stopped())?;
         }
@@ -360,38 +361,24 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
         self.send_filling()?;
         self.work_tx = None;
         self.order_tx = None;
-        let mut merged: Option<Reducer> = None;
-        let mut busy = Duration::ZERO;
-        let mut first_error = None;
-        for h in std::mem::take(&mut self.workers) {
-            match h
-                .join()
-                .map_err(|_| Error::Interrupted("a reduction worker panicked".into()))
-            {
-                Ok(Ok((r, b))) => {
-                    busy += b;
-                    match merged.as_mut() {
-                        None => merged = Some(r),
-                        Some(m) => m.merge(&r)?,
-                    }
-                }
-                Ok(Err(e)) | Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let (consumer, consume_busy) = match self.consumer.take().map(|h| h.join()) {
-            None => (None, Duration::ZERO),
-            Some(Ok(Ok((c, b)))) => (Some(c), b),
-            Some(Ok(Err(e))) => return Err(first_error.unwrap_or(e)),
-            Some(Err(_)) => {
-                return Err(Error::Interrupted("the in-order consumer panicked".into()));
-            }
-        };
-        if let Some(e) = first_error {
+        let reduce = Joined::collect(
+            "reduction worker",
+            std::mem::take(&mut self.workers)
+                .into_iter()
+                .map(|h| h.join()),
+            None,
+        );
+        let consume = Joined::collect(
+            "reconstruction",
+            self.consumer.take().map(|h| h.join()),
+            reduce.first_error,
+        );
+        if let Some(e) = consume.first_error {
             return Err(e);
         }
-        let reducer = merged.ok_or_else(|| Error::Interrupted("no worker finished".into()))?;
+        let (busy, consume_busy) = (reduce.busy, consume.busy);
+        let consumer = consume.values.into_iter().next();
+        let reducer = merge_reducers(reduce.values)?;
         let c = self.counters();
         Ok(PushOutcome {
             reducer,

@@ -2,7 +2,7 @@
 //! reconstruction window, binned, prepared (√I, FFT order) and fed to one
 //! [`Reconstructor::update`]. Runs on its own thread beside the reduction workers.
 
-use ptyflow_core::{Binner, FrameGeometry, Window};
+use ptyflow_core::{Binner, FrameGeometry, Scan, Window};
 
 use super::run::OrderedConsumer;
 use crate::recon::{PreparedPattern, Reconstructor};
@@ -47,8 +47,8 @@ impl ReconWindow {
     ) -> Result<Self> {
         if bin == 0 || size == 0 || size % bin != 0 {
             return Err(Error::param(
-                "--recon-window",
-                format!("{size} pixels is not a positive multiple of --recon-bin {bin}"),
+                "recon.window",
+                format!("{size} pixels is not a positive multiple of `recon.bin` {bin}"),
             ));
         }
         let m = size / bin;
@@ -58,7 +58,7 @@ impl ReconWindow {
         let place = |c: f64, limit: usize, axis: &str| -> Result<usize> {
             if size > limit {
                 return Err(Error::param(
-                    "--recon-window",
+                    "recon.window",
                     format!("{size} pixels is larger than the frame's {limit} pixels along {axis}"),
                 ));
             }
@@ -98,15 +98,23 @@ pub struct ReconConsumer {
     /// The `M × M` pattern when it is padded or transposed (its border stays zero).
     staged: Vec<f32>,
     pattern: PreparedPattern,
+    /// The scan order: frame `index` (acquisition order) is the pattern of raster position
+    /// `row · cols + col` (a serpentine scan runs odd rows right to left).
+    order: Scan,
 }
 
 impl ReconConsumer {
     /// Builds the stage for frames of `frame` geometry.
-    pub fn new(recon: Reconstructor, frame: FrameGeometry, window: ReconWindow) -> Result<Self> {
+    pub fn new(
+        recon: Reconstructor,
+        frame: FrameGeometry,
+        window: ReconWindow,
+        order: Scan,
+    ) -> Result<Self> {
         let m = window.m();
         if recon.window() != m {
             return Err(Error::param(
-                "--recon-window",
+                "recon.window",
                 format!(
                     "window of {m} binned pixels, but the engine was built for {}",
                     recon.window()
@@ -120,7 +128,7 @@ impl ReconConsumer {
             height: window.size,
         };
         let binner = Binner::with_window(frame, window.bin, w)
-            .map_err(|e| Error::core("--recon-window/--recon-bin", e))?;
+            .map_err(|e| Error::core("recon.window/recon.bin", e))?;
         Ok(ReconConsumer {
             pattern: recon.new_pattern(),
             recon,
@@ -129,6 +137,7 @@ impl ReconConsumer {
             bin_u32: vec![0; window.binned().pow(2)],
             bin_f32: vec![0.0; window.binned().pow(2)],
             staged: vec![0.0; m * m],
+            order,
         })
     }
 
@@ -153,6 +162,16 @@ impl ReconConsumer {
     }
 
     fn feed<T: Copy + Into<f64>>(&mut self, index: usize, binned: &[T]) -> Result<()> {
+        let (row, col) = self.order.position(index).ok_or_else(|| {
+            Error::param(
+                "frame index",
+                format!(
+                    "{index} is beyond the {} positions of the scan",
+                    self.order.positions()
+                ),
+            )
+        })?;
+        let position = row * self.order.cols() + col;
         let w = &self.window;
         if w.transpose || w.pad > 0 {
             let (b, m, pad) = (w.binned(), w.m(), w.pad);
@@ -166,7 +185,7 @@ impl ReconConsumer {
         } else {
             self.pattern.prepare(binned)?;
         }
-        self.recon.update(index, &self.pattern)
+        self.recon.update(position, &self.pattern)
     }
 }
 
@@ -243,12 +262,12 @@ pub struct ReconRequest {
 }
 
 impl ReconRequest {
-    /// Builds the stage for a dump of `frame` geometry and a `rows × cols` raster scan, with
+    /// Builds the stage for frames of `frame` geometry arriving in the order of `scan`, with
     /// the window centred on `centre` (the bright-field disc; `None`: the frame centre).
     pub fn build(
         &self,
         frame: FrameGeometry,
-        scan: (usize, usize),
+        scan: &Scan,
         centre: Option<(f64, f64)>,
     ) -> Result<ReconConsumer> {
         use crate::optics::window_pixel_angstrom;
@@ -259,9 +278,9 @@ impl ReconRequest {
             None if frame.width() == frame.height() => frame.width(),
             None => {
                 return Err(Error::param(
-                    "--recon-window",
+                    "recon.window",
                     format!(
-                        "the {}×{} frame is not square: give --recon-window N",
+                        "the {}×{} frame is not square: give `recon.window`",
                         frame.width(),
                         frame.height()
                     ),
@@ -279,13 +298,13 @@ impl ReconRequest {
             .and_then(|p| p.checked_add(window.binned()))
             .ok_or_else(|| {
                 Error::memory(
-                    "--recon-pad",
+                    "recon.pad",
                     format!("{} pixels on each side overflow the window size", self.pad),
                     None,
                     None,
                 )
             })?;
-        crate::budget::checked_len(&[m, m], "--recon-pad", "the reconstruction window")?;
+        crate::budget::checked_len(&[m, m], "recon.pad", "the reconstruction window")?;
         let dx = window_pixel_angstrom(self.kv, m, self.mrad_per_px * self.bin as f64);
         let probe = match &self.probe {
             ProbeSource::Optics(p) => p.sample(m, dx)?,
@@ -302,7 +321,7 @@ impl ReconRequest {
         };
         let raster = RasterScan {
             step_angstrom: [self.step_angstrom; 2],
-            shape: [scan.0, scan.1],
+            shape: [scan.rows(), scan.cols()],
             rotation_deg: self.scan_rotation_deg,
         };
         let geometry = ScanGeometry::raster(&raster, dx, m, OBJECT_MARGIN_PX)?;
@@ -314,159 +333,7 @@ impl ReconRequest {
             .sweeps
             .unwrap_or_else(|| crate::recon::schedule::default_sweeps(positions, m));
         let recon = Reconstructor::new(setup)?;
-        ReconConsumer::new(recon, frame, window)
-    }
-}
-
-/// Runs the revisit sweeps, writes `object.npy`, `probe.npy` and the phase/amplitude PNGs into
-/// `out`, and returns what the report should say about the reconstruction.
-pub fn finish(
-    consumer: &mut ReconConsumer,
-    request: &ReconRequest,
-    out: &std::path::Path,
-    progress: bool,
-    written: &mut Vec<String>,
-) -> Result<serde_json::Value> {
-    use crate::output::{write_npy, write_png};
-    use std::time::Instant;
-
-    let online_updates = consumer.reconstructor().updates_done();
-    let sweeps = consumer.reconstructor().planned_sweeps();
-    let bar = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(sweeps as u64).with_message("sweeps")
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let t = Instant::now();
-    for _ in 0..sweeps {
-        consumer.reconstructor_mut().sweep()?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let sweep_s = t.elapsed().as_secs_f64();
-    let window = consumer.window();
-    let recon = consumer.reconstructor();
-    let [rows, cols] = recon.object_shape();
-    let m = recon.window();
-    write_npy(&out.join("object.npy"), &[rows, cols], recon.object())?;
-    write_npy(&out.join("probe.npy"), &[m, m], recon.probe())?;
-    // Previews show the well-lit part of the object; the .npy keeps all of it.
-    let (r0, r1, c0, c1) = lit_region(recon);
-    let crop = |f: fn(&num_complex::Complex32) -> f32| -> Vec<f32> {
-        (r0..r1)
-            .flat_map(|r| recon.object()[r * cols + c0..r * cols + c1].iter().map(f))
-            .collect()
-    };
-    write_png(
-        &out.join("object_phase.png"),
-        c1 - c0,
-        r1 - r0,
-        &crop(|z| z.arg()),
-    )?;
-    write_png(
-        &out.join("object_amplitude.png"),
-        c1 - c0,
-        r1 - r0,
-        &crop(|z| z.norm()),
-    )?;
-    written.extend(
-        [
-            "object.npy",
-            "probe.npy",
-            "object_phase.png",
-            "object_amplitude.png",
-        ]
-        .map(String::from),
-    );
-    if recon.history().iter().any(|h| h.evaluated > 0) {
-        loss_plot(recon).write(&out.join("loss.png"))?;
-        written.push("loss.png".into());
-    }
-    let sweep_updates = recon.updates_done() - online_updates;
-    Ok(serde_json::json!({
-        "method": recon.method().name(),
-        "parameters": recon.method(),
-        "kv": request.kv,
-        "mrad_per_px": request.mrad_per_px,
-        "step_angstrom": request.step_angstrom,
-        "scan_rotation_deg": request.scan_rotation_deg,
-        "window": window,
-        "window_px": m,
-        "preview_region_px": [[r0, r1], [c0, c1]],
-        "object_shape": [rows, cols],
-        "updates_online": online_updates,
-        "updates_sweeps": sweep_updates,
-        "sweeps": sweeps,
-        "schedule": recon.schedule(),
-        "object_constraint": recon.object_constraint(),
-        "illumination": recon.illumination(),
-        "sweep_updates_per_s": if sweep_s > 0.0 { sweep_updates as f64 / sweep_s } else { 0.0 },
-        "skipped": recon.skipped(),
-        "probe_updates": recon.probe_updates(),
-        "sweep_threads": recon.threads(),
-        "auto_step_last_pass": recon.chosen_step(sweeps),
-        "loss_history": recon.history(),
-    }))
-}
-
-/// The method's own loss per pass (pass 0 = online; ePIE's is the amplitude loss), divided by
-/// the counts of the scored patterns, as a plot. Written only when a pass scored a pattern.
-pub fn loss_plot(recon: &Reconstructor) -> crate::plot::Plot {
-    use crate::plot::{BLUE, Plot, Series};
-    let points = recon
-        .history()
-        .iter()
-        .filter(|h| h.evaluated > 0 && h.counts > 0.0)
-        .map(|h| (h.pass as f64, h.loss / h.counts))
-        .collect();
-    let loss = match recon.method() {
-        crate::recon::Method::Epie(_) => "AMPLITUDE",
-        crate::recon::Method::Wf(w) => w.loss.name(),
-    };
-    Plot {
-        title: format!(
-            "{}: {} LOSS PER PASS (0 = ONLINE)",
-            recon.method().name().to_uppercase(),
-            loss.to_uppercase()
-        ),
-        x_label: "PASS".into(),
-        y_label: "LOSS / COUNTS".into(),
-        series: vec![Series {
-            points,
-            rgb: BLUE,
-            dashed: false,
-        }],
-        log_y: false,
-        y_range: None,
-    }
-}
-
-/// The bounding box `(row0, row1, col0, col1)` of the object pixels whose summed probe
-/// intensity over all scan positions is at least half its maximum: where the object is
-/// well determined. Rounded positions are good enough for a preview.
-pub fn lit_region(recon: &Reconstructor) -> (usize, usize, usize, usize) {
-    let [rows, cols] = recon.object_shape();
-    let m = recon.window();
-    let intensity: Vec<f32> = recon.probe().iter().map(|p| p.norm_sqr()).collect();
-    let corners = recon.geometry().positions.iter().map(|p| {
-        [
-            (p[0].round() as usize).saturating_sub(m / 2),
-            (p[1].round() as usize).saturating_sub(m / 2),
-        ]
-    });
-    let lit = crate::recon::schedule::illumination_map(&intensity, m, [rows, cols], corners);
-    let max = lit.iter().copied().fold(0.0f32, f32::max);
-    let (mut r0, mut r1, mut c0, mut c1) = (rows, 0, cols, 0);
-    for (i, &v) in lit.iter().enumerate() {
-        if v >= 0.5 * max && max > 0.0 {
-            let (r, c) = (i / cols, i % cols);
-            (r0, r1, c0, c1) = (r0.min(r), r1.max(r + 1), c0.min(c), c1.max(c + 1));
-        }
-    }
-    if r0 >= r1 || c0 >= c1 {
-        (0, rows, 0, cols)
-    } else {
-        (r0, r1, c0, c1)
+        ReconConsumer::new(recon, frame, window, *scan)
     }
 }
 
@@ -496,7 +363,8 @@ mod tests {
             schedule: crate::recon::Schedule::Fixed,
             object_constraint: crate::recon::ObjectConstraint::Free,
         };
-        let mut c = request.build(frame, (1, 1), Some((7.5, 7.5))).unwrap();
+        let scan = Scan::new(1, 1, ptyflow_core::ScanKind::Raster).unwrap();
+        let mut c = request.build(frame, &scan, Some((7.5, 7.5))).unwrap();
         assert_eq!((c.window().binned(), c.window().m()), (4, 10));
         // Binned pixel 2 = M/2 − pad has its centre at 3 + 2·2 + ½ = 7.5, the disc centre.
         assert_eq!((c.window().x0, c.window().y0), (3, 3));

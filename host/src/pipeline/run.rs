@@ -28,8 +28,89 @@ pub trait OrderedConsumer: Send {
     fn consume(&mut self, index: usize, frame: Frame<'_>) -> Result<()>;
 }
 
+/// Progress of a long stage (frames replayed, sweeps run), shown by a face: the CLI draws a
+/// bar, a library caller may log or ignore it. Called from the thread that runs the stage.
+pub trait Progress: Send + Sync {
+    /// A stage of `total` steps (`what`: "frames", "sweeps") begins.
+    fn start(&self, what: &str, total: u64);
+    /// `done` of the stage's steps are done.
+    fn set(&self, done: u64);
+    /// The stage is over.
+    fn finish(&self);
+}
+
+/// Reports progress to `progress`, when there is one.
+pub(crate) fn report(progress: Option<&dyn Progress>, f: impl FnOnce(&dyn Progress)) {
+    if let Some(p) = progress {
+        f(p);
+    }
+}
+
+/// The results of the threads of one stage, joined: each thread's value and busy time, or
+/// its error. A thread that panicked or whose channel closed early becomes
+/// [`Error::Pipeline`] naming the stage; the first error wins.
+pub(crate) struct Joined<W> {
+    /// The values of the threads that finished.
+    pub values: Vec<W>,
+    /// Their summed busy time.
+    pub busy: Duration,
+    /// The first error met.
+    pub first_error: Option<Error>,
+}
+
+impl<W> Joined<W> {
+    /// Joins `results` (from `JoinHandle::join` of scoped or unscoped threads) of `stage`.
+    pub fn collect(
+        stage: &str,
+        results: impl IntoIterator<Item = std::thread::Result<Result<(W, Duration)>>>,
+        first_error: Option<Error>,
+    ) -> Self {
+        let mut joined = Joined {
+            values: Vec::new(),
+            busy: Duration::ZERO,
+            first_error,
+        };
+        for r in results {
+            match r {
+                Ok(Ok((w, busy))) => {
+                    joined.busy += busy;
+                    joined.values.push(w);
+                }
+                Ok(Err(e)) => {
+                    joined.first_error.get_or_insert(e);
+                }
+                Err(payload) => {
+                    let what = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    joined.first_error.get_or_insert(Error::Pipeline(format!(
+                        "a {stage} thread panicked (a bug in ptyflow, please report it): {what}"
+                    )));
+                }
+            }
+        }
+        joined
+    }
+}
+
+/// Merges the reducers of the workers into one.
+pub(crate) fn merge_reducers(
+    workers: Vec<super::reduce::Reducer>,
+) -> Result<super::reduce::Reducer> {
+    let mut workers = workers.into_iter();
+    let mut merged = workers
+        .next()
+        .ok_or_else(|| Error::Pipeline("no reduction worker finished".into()))?;
+    for w in workers {
+        merged.merge(&w)?;
+    }
+    Ok(merged)
+}
+
 /// How to run the threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Reduction worker threads (≥ 1).
     pub threads: usize,
@@ -39,8 +120,8 @@ pub struct RunOptions {
     pub fps: Option<f64>,
     /// Process only the first `limit` frames.
     pub limit: Option<usize>,
-    /// Show a progress bar (on a terminal).
-    pub progress: bool,
+    /// Where to report progress (`None`: nowhere).
+    pub progress: Option<Arc<dyn Progress>>,
     /// Set from outside (Ctrl-C) to stop after the current batch.
     pub interrupt: Arc<AtomicBool>,
     /// The memory the job may use, checked before the first frame ([`crate::budget`]).
@@ -48,13 +129,17 @@ pub struct RunOptions {
     pub memory_budget: Option<crate::budget::MemoryBudget>,
 }
 
-impl RunOptions {
-    /// [`RunOptions::memory_budget`], or the default when it is `None`.
-    pub fn budget(&self) -> Result<crate::budget::MemoryBudget> {
-        match &self.memory_budget {
-            Some(b) => Ok(b.clone()),
-            None => crate::budget::MemoryBudget::resolve(None, "--memory-budget"),
-        }
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("threads", &self.threads)
+            .field("batch_frames", &self.batch_frames)
+            .field("fps", &self.fps)
+            .field("limit", &self.limit)
+            .field("progress", &self.progress.is_some())
+            .field("interrupt", &self.interrupt)
+            .field("memory_budget", &self.memory_budget)
+            .finish()
     }
 }
 
@@ -65,7 +150,7 @@ impl Default for RunOptions {
             batch_frames: 64,
             fps: None,
             limit: None,
-            progress: false,
+            progress: None,
             interrupt: Arc::new(AtomicBool::new(false)),
             memory_budget: None,
         }
@@ -116,7 +201,8 @@ where
 
     let processed = AtomicU64::new(0);
     let consumed = AtomicU64::new(0);
-    let bar = progress_bar(opts.progress, total as u64);
+    let progress = opts.progress.as_deref();
+    report(progress, |p| p.start("frames", total as u64));
     let start = Instant::now();
 
     let (work_tx, work_rx) = bounded::<(usize, usize)>(2 * threads);
@@ -128,7 +214,7 @@ where
         let consumed = &consumed;
         // A thread the system cannot start (`--threads` too large) is an error, not a panic.
         let spawn_err =
-            |e| Error::memory("--threads", format!("starting a thread: {e}"), None, None);
+            |e| Error::memory("run.threads", format!("starting a thread: {e}"), None, None);
         let handles: Vec<_> = workers
             .into_iter()
             .map(|mut worker| {
@@ -201,37 +287,26 @@ where
             }
             blocked += t.elapsed();
             read = end;
-            bar.set_position(processed.load(Ordering::Relaxed));
+            report(progress, |p| p.set(processed.load(Ordering::Relaxed)));
         }
         drop(work_tx);
         drop(order_tx);
 
-        let mut finished = Vec::with_capacity(threads);
-        let mut reduce_busy = Duration::ZERO;
-        let mut first_error = None;
-        for h in handles {
-            match h.join().expect("reduction worker panicked") {
-                Ok((w, busy)) => {
-                    reduce_busy += busy;
-                    finished.push(w);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let consume_busy = match consumer_handle.map(|h| h.join().expect("consumer panicked")) {
-            Some(Ok(busy)) => busy,
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
-                Duration::ZERO
-            }
-            None => Duration::ZERO,
-        };
-        if let Some(e) = first_error {
+        let reduce = Joined::collect(
+            "reduction worker",
+            handles.into_iter().map(|h| h.join()),
+            None,
+        );
+        let consume = Joined::collect(
+            "reconstruction",
+            consumer_handle.map(|h| h.join().map(|r| r.map(|busy| ((), busy)))),
+            reduce.first_error,
+        );
+        if let Some(e) = consume.first_error {
             return Err(e);
         }
-        bar.finish_and_clear();
+        let (finished, reduce_busy, consume_busy) = (reduce.values, reduce.busy, consume.busy);
+        report(progress, |p| p.finish());
         let counters = Counters {
             frames_read: read as u64,
             frames_processed: processed.load(Ordering::Relaxed),
@@ -247,26 +322,10 @@ where
     })?;
     let (workers, counters) = outcome;
     if counters.frames_processed != counters.frames_read {
-        return Err(Error::Interrupted(format!(
+        return Err(Error::Pipeline(format!(
             "{} frames read but {} processed",
             counters.frames_read, counters.frames_processed
         )));
     }
     Ok((workers, counters))
-}
-
-/// A progress bar on stderr when `show` and stderr is a terminal; hidden otherwise.
-fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames ({per_sec}, eta {eta})",
-        )
-        .expect("static template"),
-    );
-    bar
 }

@@ -35,7 +35,8 @@ use rand::SeedableRng;
 use rand_distr::Distribution;
 use rand_pcg::Pcg64;
 
-pub use crate::source::{ByteOrder, RawDtype, RawSidecar, SidecarOptics};
+use crate::optics::Optics;
+pub use crate::source::{ByteOrder, RawDtype, RawSidecar};
 pub use forward::{ForwardModel, raster_positions};
 pub use object::{ObjectKind, PhaseObject};
 
@@ -52,7 +53,8 @@ use crate::{Error, Result};
 pub const OBJECT_MARGIN_PX: usize = 2;
 
 /// Named starting points (every value can be overridden).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Preset {
     /// Paper 000: 80 kV, α = 24 mrad, 800 Å underfocus, 2.3 Å step, 40 × 40 scan;
     /// 96 × 96 detector at 0.8 mrad/px (bright-field disc radius 30 px, window λ/θ_px = 52 Å).
@@ -76,7 +78,8 @@ impl Preset {
 }
 
 /// Output format of the dump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum DumpFormat {
     /// u16 little-endian frames back to back, no header, plus `<name>.json` sidecar.
     Raw,
@@ -425,7 +428,7 @@ impl Dataset {
             frame_footer_bytes: 0,
             frames: Some(p.frames() as u64),
             scan: Some(p.scan),
-            optics: Some(SidecarOptics {
+            optics: Some(Optics {
                 kv: Some(p.probe.kv),
                 alpha_mrad: Some(p.probe.alpha_mrad),
                 defocus_angstrom: Some(p.probe.defocus_angstrom),
@@ -433,6 +436,7 @@ impl Dataset {
                 mrad_per_px: Some(p.mrad_per_px),
                 step_angstrom: Some(p.step_angstrom),
                 scan_rotation_deg: Some(p.scan_rotation_deg),
+                ..Optics::default()
             }),
         }
     }

@@ -49,7 +49,6 @@
 //! written once, then replayed). If another process truncates it anyway, reading a page past
 //! the new end raises `SIGBUS` and the process dies; ptyflow cannot turn that into an error.
 
-mod args;
 mod empad;
 mod mib;
 mod raw;
@@ -61,11 +60,11 @@ use memmap2::Mmap;
 
 use crate::{Error, Result};
 
-pub use args::{DumpArgs, FormatArg};
-pub use raw::{ByteOrder, RawDtype, RawSidecar, SidecarOptics};
+pub use raw::{ByteOrder, RawDtype, RawSidecar};
 
 /// The file formats ptyflow reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Raw frames described by a sidecar or by options.
     Raw,
@@ -87,7 +86,8 @@ impl Format {
 }
 
 /// The pixel types frames are delivered as (the core kernels' pixel types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PixelKind {
     /// `u8`.
     U8,

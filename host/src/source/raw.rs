@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Declared, Decode, Format, PixelKind, Plan, RawOverrides};
+use crate::optics::Optics;
 use crate::{Error, Result};
 
 /// How a pixel is stored in a raw dump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum RawDtype {
     /// Unsigned 8-bit integer.
@@ -117,35 +119,19 @@ pub struct RawSidecar {
     pub scan: Option<[usize; 2]>,
     /// The optics of the acquisition, if the writer knew them (the simulator does), so
     /// `ptyflow replay --recon` can default its physics flags from them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub optics: Option<SidecarOptics>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_optics"
+    )]
+    pub optics: Option<Optics>,
 }
 
-/// Physics metadata in a sidecar, so `ptyflow replay` can default its flags from it. Every
-/// field is optional: a writer states what it knows; unknown keys are ignored.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SidecarOptics {
-    /// Accelerating voltage in kV.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kv: Option<f64>,
-    /// Convergence semi-angle in mrad.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha_mrad: Option<f64>,
-    /// Defocus in Å (positive = underfocus).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub defocus_angstrom: Option<f64>,
-    /// Spherical aberration in mm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cs_mm: Option<f64>,
-    /// Detector pixel in mrad.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mrad_per_px: Option<f64>,
-    /// Scan step in Å.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_angstrom: Option<f64>,
-    /// Scan rotation in degrees.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_rotation_deg: Option<f64>,
+/// Reads a sidecar's `"optics"` leniently: a writer states what it knows, in the field
+/// names of [`Optics`]; unknown keys and values that are not numbers are ignored.
+fn lenient_optics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Optics>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.as_ref().map(Optics::from_json_lenient))
 }
 
 impl RawSidecar {

@@ -1,7 +1,8 @@
 //! Command-line flags that say how to read a dump, shared by `ptyflow info` and
-//! `ptyflow replay` (`#[command(flatten)] dump: DumpArgs`).
+//! `ptyflow replay` (`#[command(flatten)] dump: DumpArgs`): the job's [`DumpSource`].
 
-use super::{Format, OpenOptions, RawDtype, RawOverrides};
+use crate::job::DumpSource;
+use crate::source::{Format, OpenOptions, RawDtype};
 
 /// `--format` on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -58,24 +59,28 @@ pub struct DumpArgs {
 }
 
 impl DumpArgs {
-    /// The [`OpenOptions`] these flags ask for.
-    pub fn to_open_options(&self) -> OpenOptions {
-        OpenOptions {
+    /// The job's source: the dump at `path`, read as these flags say.
+    pub fn to_source(&self, path: &std::path::Path) -> DumpSource {
+        DumpSource {
+            path: path.to_path_buf(),
             format: match self.format {
                 FormatArg::Auto => None,
                 FormatArg::Raw => Some(Format::Raw),
                 FormatArg::Mib => Some(Format::Mib),
                 FormatArg::Empad => Some(Format::Empad),
             },
-            raw: RawOverrides {
-                width: self.width,
-                height: self.height,
-                dtype: self.dtype,
-                big_endian: self.big_endian.then_some(true),
-                header_bytes: self.header_bytes,
-                frame_header_bytes: self.frame_header_bytes,
-                frame_footer_bytes: self.frame_footer_bytes,
-            },
+            width: self.width,
+            height: self.height,
+            dtype: self.dtype,
+            big_endian: self.big_endian.then_some(true),
+            header_bytes: self.header_bytes,
+            frame_header_bytes: self.frame_header_bytes,
+            frame_footer_bytes: self.frame_footer_bytes,
         }
+    }
+
+    /// The [`OpenOptions`] these flags ask for.
+    pub fn to_open_options(&self) -> OpenOptions {
+        self.to_source(std::path::Path::new("")).open_options()
     }
 }

@@ -1,0 +1,317 @@
+//! A replay: a recorded dump through the reduction and the optional online reconstruction.
+
+use std::sync::Arc;
+
+use ptyflow_core::{FrameGeometry, Scan, ScanKind, Window};
+
+use super::config::{JobConfig, ScanConfig, Source};
+use super::outputs::{reduction_outputs, write_arrays};
+use super::report::{DiscSummary, DumpSummary, GeometrySummary, JobReport, ScanSummary, StageRate};
+use super::size::ReductionSize;
+use super::{Hooks, JobOutcome, recon, write_report};
+use crate::optics::Optics;
+use crate::output::ensure_dir;
+use crate::pipeline::detectors::{Disc, VirtualSpec, estimate_disc};
+use crate::pipeline::reduce::{ReducePlan, Reducer};
+use crate::pipeline::run::{RunOptions, merge_reducers, run};
+use crate::source::Dump;
+use crate::{Error, Result};
+
+/// Frames per batch between the reader and the workers when `run.batch_frames` is absent.
+const DEFAULT_BATCH: usize = 64;
+
+/// The kind of scan the configuration asks for.
+pub(super) fn scan_kind(scan: &ScanConfig) -> ScanKind {
+    if scan.serpentine {
+        ScanKind::Serpentine
+    } else {
+        ScanKind::Raster
+    }
+}
+
+/// Resolves the scan shape from the configuration or the dump and checks it against the
+/// frame count. Returns the scan and the number of frames to process.
+pub fn resolve_scan(config: &ScanConfig, dump: &Dump) -> Result<(Scan, usize)> {
+    let info = dump.info();
+    let [rows, cols] = config.shape.or(info.scan.map(|(r, c)| [r, c])).ok_or_else(|| {
+        Error::param(
+            "scan.shape",
+            format!(
+                "{}: the dump does not say its scan shape; give `scan.shape` ROWSxCOLS ({} frames)",
+                info.path.display(),
+                info.frames
+            ),
+        )
+    })?;
+    let scan =
+        Scan::new(rows, cols, scan_kind(config)).map_err(|e| Error::core("scan.shape", e))?;
+    let positions = rows * cols;
+    if info.frames != positions && !config.allow_partial {
+        return Err(Error::param(
+            "scan.shape",
+            format!(
+                "{rows}x{cols} = {positions} positions but {} holds {} frames; \
+                 set `scan.allow_partial` to replay anyway",
+                info.path.display(),
+                info.frames
+            ),
+        ));
+    }
+    Ok((scan, info.frames.min(positions)))
+}
+
+/// The crop window of the configuration.
+pub(super) fn crop_window(config: &JobConfig) -> Option<Window> {
+    config.reduce.crop.map(|[x0, y0, width, height]| Window {
+        x0,
+        y0,
+        width,
+        height,
+    })
+}
+
+/// The virtual detectors with their radii in unbinned pixels.
+pub(super) fn detectors_px(config: &JobConfig) -> Vec<VirtualSpec> {
+    let mrad = config.radii_mrad_per_px();
+    config
+        .reduce
+        .detectors
+        .iter()
+        .map(|s| s.to_pixels(mrad))
+        .collect()
+}
+
+/// The report's `parameters`: the reduction and run settings as given.
+pub(super) fn parameters(config: &JobConfig, threads: usize, batch: usize) -> serde_json::Value {
+    let r = &config.reduce;
+    serde_json::json!({
+        "bin": r.bin,
+        "crop": r.crop,
+        "virtual": r.detectors.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "center": r.center,
+        "bf_radius": r.bf_radius,
+        "mrad_per_px": config.optics.mrad_per_px,
+        "threads": threads,
+        "batch_frames": batch,
+        "fps": config.run.fps,
+        "allow_partial": config.scan.allow_partial,
+    })
+}
+
+/// Runs a replay of the dump `config.source` names (see the [module docs](super) for the
+/// order of its steps). With `config.out`, the reduction's outputs are written as soon as the
+/// frames are done, the reconstruction's after its sweeps, then `report.json`. An interrupt
+/// ([`Hooks::interrupt`]) ends the run early with `report.counters.interrupted` set and
+/// everything computed written.
+pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
+    config.validate()?;
+    let Source::Dump(source) = &config.source else {
+        return Err(Error::param(
+            "source",
+            "a replay reads a dump: give `source.dump`",
+        ));
+    };
+    let dump = Dump::open(&source.path, &source.open_options())?;
+    let info = dump.info().clone();
+    let (scan, frames) = resolve_scan(&config.scan, &dump)?;
+    let frame = FrameGeometry::new(info.width, info.height)
+        .map_err(|e| Error::core(info.path.display().to_string(), e))?;
+    let request = recon::request(config, Optics::from_sidecar(&source.path))?;
+    let threads = config.run.threads();
+    let batch = config.run.batch_frames.unwrap_or(DEFAULT_BATCH).max(1);
+    let specs = detectors_px(config);
+    let crop = crop_window(config);
+
+    // The whole job, reconstruction included, must fit before anything is built.
+    let reduction = ReductionSize {
+        frame,
+        pixel: info.pixel,
+        bin: config.reduce.bin,
+        crop,
+        detectors: &specs,
+        frames,
+        scan: (scan.rows(), scan.cols()),
+        threads,
+    };
+    let budget = config.run.budget()?;
+    super::size::replay(&dump, &reduction, request.as_ref()).check(&budget)?;
+    if let Some(out) = &config.out {
+        ensure_dir(out)?;
+    }
+
+    // The disc: given, or found once from the mean pattern when a detector or the
+    // reconstruction's window needs it.
+    let mut found: Option<Option<Disc>> = None;
+    let mut find = || -> Result<Option<Disc>> {
+        if found.is_none() {
+            found = Some(estimate_disc(&dump)?);
+        }
+        Ok(found.expect("just set"))
+    };
+    let px = |v: f64| config.radii_mrad_per_px().map_or(v, |m| v / m);
+    let (center, radius) = (config.reduce.center, config.reduce.bf_radius);
+    let (disc, disc_source) = match (center, radius) {
+        (Some([cx, cy]), Some(r)) => (Some(Disc { cx, cy, r: px(r) }), "given"),
+        (center, radius) if !specs.is_empty() => {
+            let Some(d) = find()? else {
+                return Err(Error::param(
+                    "reduce.center",
+                    format!(
+                        "{}: no bright-field disc found in the mean pattern; give `reduce.center` X,Y and `reduce.bf_radius` R",
+                        info.path.display()
+                    ),
+                ));
+            };
+            let disc = Disc {
+                cx: center.map_or(d.cx, |c| c[0]),
+                cy: center.map_or(d.cy, |c| c[1]),
+                r: radius.map_or(d.r, px),
+            };
+            let source = match (center.is_some(), radius.is_some()) {
+                (false, false) => "found in the mean pattern",
+                (true, false) => "given centre, radius found",
+                (false, true) => "centre found, given radius",
+                (true, true) => "given",
+            };
+            (Some(disc), source)
+        }
+        _ => (None, ""),
+    };
+    let mut consumer = match &request {
+        None => None,
+        Some(request) => {
+            let centre = match center {
+                Some([x, y]) => Some((x, y)),
+                None => find()?.map(|d| (d.cx, d.cy)),
+            };
+            Some(request.build(frame, &scan, centre)?)
+        }
+    };
+    let plan = Arc::new(ReducePlan::new(
+        frame,
+        info.pixel,
+        config.reduce.bin,
+        crop,
+        &specs,
+        disc,
+        frames,
+    )?);
+
+    let opts = RunOptions {
+        threads,
+        batch_frames: batch,
+        fps: config.run.fps,
+        limit: Some(frames),
+        progress: hooks.progress.clone(),
+        interrupt: Arc::clone(&hooks.interrupt),
+        memory_budget: Some(budget),
+    };
+    let workers_plan = Arc::clone(&plan);
+    let (workers, counters) = run(
+        &dump,
+        || Reducer::new(Arc::clone(&workers_plan)),
+        consumer
+            .as_mut()
+            .map(|c| c as &mut dyn crate::pipeline::OrderedConsumer),
+        &opts,
+    )?;
+    let reducer = merge_reducers(workers)?;
+    let arrays = reduction_outputs(&plan, &reducer, &scan, counters.frames_read as usize)?;
+    let mut outputs = Vec::new();
+    if let Some(out) = &config.out {
+        write_arrays(out, &arrays, &mut outputs)?;
+    }
+
+    let mut stages = vec![StageRate::new(
+        "reduce",
+        threads.max(1),
+        counters.frames_processed,
+        counters.reduce_busy_s,
+    )];
+    if counters.frames_consumed > 0 {
+        stages.push(StageRate::new(
+            "recon",
+            1,
+            counters.frames_consumed,
+            counters.consume_busy_s,
+        ));
+    }
+    let mut report = JobReport {
+        ptyflow_version: env!("CARGO_PKG_VERSION"),
+        dump: Some(DumpSummary {
+            path: info.path.display().to_string(),
+            format: info.format.name(),
+            width: info.width,
+            height: info.height,
+            stored_dtype: info.stored_dtype.clone(),
+            dtype: info.pixel.name(),
+            zero_copy: info.zero_copy,
+            notes: info.notes.clone(),
+        }),
+        scan: ScanSummary {
+            rows: scan.rows(),
+            cols: scan.cols(),
+            serpentine: config.scan.serpentine,
+        },
+        parameters: parameters(config, threads, batch),
+        geometry: GeometrySummary {
+            frame: [info.height, info.width],
+            stage: [plan.stage.height(), plan.stage.width()],
+            bin: plan.bin,
+            label_layers: plan.label_layers(),
+        },
+        bright_field_disc: plan.disc.map(|disc| DiscSummary {
+            disc,
+            source: disc_source.to_string(),
+        }),
+        virtual_detectors: plan.detectors.clone(),
+        frames_in_file: info.frames,
+        fps_overall: if counters.wall_s > 0.0 {
+            counters.frames_processed as f64 / counters.wall_s
+        } else {
+            0.0
+        },
+        counters,
+        stages,
+        outputs,
+        extra: serde_json::Map::new(),
+    };
+
+    let recon = match (consumer, &request) {
+        (Some(consumer), Some(request)) => {
+            let result = recon::finish(consumer, request, threads, hooks.progress.as_deref())?;
+            if let Some(out) = &config.out {
+                recon::write(out, &result, &mut report.outputs)?;
+            }
+            add_recon_extras(&mut report, &result);
+            Some(result)
+        }
+        _ => None,
+    };
+    if let Some(out) = &config.out {
+        write_report(out, &mut report)?;
+    }
+    Ok(JobOutcome {
+        report,
+        arrays,
+        recon,
+        reducer,
+        plan,
+        scan,
+    })
+}
+
+/// The report's entries for the reconstruction.
+pub(super) fn add_recon_extras(report: &mut JobReport, result: &recon::ReconResult) {
+    let engine = &result.engine;
+    let extra = &mut report.extra;
+    extra.insert(
+        "object_pixel_angstrom".into(),
+        engine.object_pixel_angstrom().into(),
+    );
+    extra.insert(
+        "object_origin_px".into(),
+        serde_json::json!(engine.object_origin_px()),
+    );
+    extra.insert("reconstruction".into(), result.summary.clone());
+}

@@ -1,0 +1,128 @@
+//! What a job did, as `report.json` says it: the dump, the scan, the parameters, the
+//! geometry, the disc, the detectors, the counters and the rate of every stage.
+
+use crate::pipeline::Counters;
+use crate::pipeline::detectors::Disc;
+
+/// What a job did (`report.json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobReport {
+    /// ptyflow's version.
+    pub ptyflow_version: &'static str,
+    /// The dump as opened (`None` for pushed frames).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump: Option<DumpSummary>,
+    /// Scan shape and order.
+    pub scan: ScanSummary,
+    /// The parameters as given.
+    pub parameters: serde_json::Value,
+    /// Geometry of the stages.
+    pub geometry: GeometrySummary,
+    /// The bright-field disc used, and whether it was given or found.
+    pub bright_field_disc: Option<DiscSummary>,
+    /// Virtual detectors and their outputs.
+    pub virtual_detectors: Vec<crate::pipeline::reduce::DetectorSlot>,
+    /// Frames in the file (pushed frames: positions of the scan).
+    pub frames_in_file: usize,
+    /// Counters and times of the run.
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Frames per second over the whole run (frames processed / wall time).
+    pub fps_overall: f64,
+    /// Frames per second per stage.
+    pub stages: Vec<StageRate>,
+    /// Files written.
+    pub outputs: Vec<String>,
+    /// Extra results (e.g. the reconstruction's), merged in by the caller.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The dump in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DumpSummary {
+    /// Path.
+    pub path: String,
+    /// Format name.
+    pub format: &'static str,
+    /// Frame width × height.
+    pub width: usize,
+    /// Frame height.
+    pub height: usize,
+    /// Pixel type as stored.
+    pub stored_dtype: String,
+    /// Pixel type delivered.
+    pub dtype: &'static str,
+    /// Frames read straight from the memory map.
+    pub zero_copy: bool,
+    /// Notes from the reader.
+    pub notes: Vec<String>,
+}
+
+/// The scan in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScanSummary {
+    /// Rows (slow axis).
+    pub rows: usize,
+    /// Columns (fast axis).
+    pub cols: usize,
+    /// Serpentine order.
+    pub serpentine: bool,
+}
+
+/// Stage geometry in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GeometrySummary {
+    /// Incoming frame [height, width].
+    pub frame: [usize; 2],
+    /// Stage frame after cropping and binning [height, width].
+    pub stage: [usize; 2],
+    /// Bin factor.
+    pub bin: usize,
+    /// Label-table passes per frame.
+    pub label_layers: usize,
+}
+
+/// The bright-field disc in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DiscSummary {
+    /// The disc (unbinned pixels).
+    #[serde(flatten)]
+    pub disc: Disc,
+    /// "given", "found" or "given centre, found radius" …
+    pub source: String,
+}
+
+/// Throughput of one stage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageRate {
+    /// Stage name.
+    pub stage: String,
+    /// Threads running it.
+    pub threads: usize,
+    /// Busy time summed over its threads, seconds.
+    pub busy_s: f64,
+    /// Frames per second of one thread (frames / busy time).
+    pub fps_per_thread: f64,
+    /// Frames per second of the stage with all its threads (frames / (busy time / threads)).
+    pub fps: f64,
+}
+
+impl StageRate {
+    /// The rate of a stage that handled `frames` in `busy_s` seconds over `threads` threads.
+    pub fn new(stage: &str, threads: usize, frames: u64, busy_s: f64) -> Self {
+        let per_thread = if busy_s > 0.0 {
+            frames as f64 / busy_s
+        } else {
+            0.0
+        };
+        StageRate {
+            stage: stage.into(),
+            threads,
+            busy_s,
+            fps_per_thread: per_thread,
+            fps: per_thread * threads as f64,
+        }
+    }
+}
