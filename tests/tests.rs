@@ -7,3 +7,4 @@ mod memory;
 mod quality;
 mod realdata;
 mod replay;
+mod serpentine;

@@ -27,15 +27,20 @@
 //! fields), so a monitoring thread can poll them while another thread is blocked in a push.
 //! `ptyflow_free` must not race with any other call on the same handle.
 //!
+//! # One job layer
+//! This file holds the C types and the entry points only. The struct converts to the job
+//! layer's [`JobConfig`] (`job_from_c`), the JSON *is* a `JobConfig`
+//! ([`JobConfig::from_json`]), and the handle drives a [`PushSession`]: the same validation,
+//! budget, reduction and reconstruction as `ptyflow replay`, and error messages that name the
+//! configuration's fields (`recon.window`, `reduce.virtual[1]`).
+//!
 //! # Reconstruction
-//! The configuration has an optional `recon` part (method, optics, scan step, and in JSON the
-//! options of `ptyflow replay`: `sweeps`, `bin`, `loss`, `alpha_step`, `beta_step`,
-//! `probe_min_counts`, `wf_step`, `epsilon`, `epsilon_relative`, `truncation`, `tikhonov`,
-//! `scan_rotation_deg`, `pad`, `object_constraint`; steps and sweeps not given are chosen by
-//! [`Schedule::Auto`](crate::recon::Schedule) as in `replay`). The reconstruction then runs on
-//! its own thread beside the reduction, one update per pushed frame in push order; its sweeps
-//! run in `ptyflow_finish`, and its results are `object` (`[rows, cols, 2]`) and `probe`
-//! (`[M, M, 2]`), complex values as (re, im) float pairs.
+//! The configuration has an optional reconstruction (struct: `recon`; JSON: `"recon"` with
+//! the options of `ptyflow replay`, the optics in `"optics"`; steps and sweeps not given are
+//! chosen by [`Schedule::Auto`](crate::recon::Schedule) as in `replay`). It runs on its own
+//! thread beside the reduction, one update per pushed frame (a serpentine scan's frames go to
+//! their raster positions); its sweeps run in `ptyflow_finish`, and its results are `object`
+//! (`[rows, cols, 2]`) and `probe` (`[M, M, 2]`), complex values as (re, im) float pairs.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -1070,29 +1075,32 @@ mod tests {
 
     #[test]
     fn recon_is_validated() {
-        let base = r#""width": 8, "height": 8, "pixel": "u16", "scan": [2, 2]"#;
-        let recon = r#""recon": {"kv": 80, "alpha_mrad": 25, "mrad_per_px": 1.5, "scan_step_angstrom": 0.4, "alpha": 0.5}"#;
-        let (code, p) = create_json(&format!("{{{base}, {recon}}}"));
+        let base = r#""source": {"push": {"width": 8, "height": 8, "pixel": "u16"}}, "scan": {"shape": [2, 2]}"#;
+        let optics =
+            r#""optics": {"kv": 80, "alpha_mrad": 25, "mrad_per_px": 1.5, "step_angstrom": 0.4}"#;
+        let (code, p) = create_json(&format!(
+            r#"{{{base}, {optics}, "recon": {{"alpha": 0.5}}}}"#
+        ));
         assert_eq!(code, PTYFLOW_ERR_CONFIG, "{}", last());
         assert!(p.is_null());
         assert!(last().contains("alpha"), "unknown option named: {}", last());
         // 8 px at 1.5 mrad/px reach ±6 mrad: a 25 mrad aperture does not fit the window.
-        let recon = r#""recon": {"kv": 80, "alpha_mrad": 25, "mrad_per_px": 1.5, "scan_step_angstrom": 0.4}"#;
-        let (code, _) = create_json(&format!("{{{base}, {recon}}}"));
+        let (code, _) = create_json(&format!(r#"{{{base}, {optics}, "recon": {{}}}}"#));
         assert_eq!(code, PTYFLOW_ERR_CONFIG, "{}", last());
         assert!(last().contains("Nyquist"), "{}", last());
         let (code, _) = create_json(&format!(
-            r#"{{{base}, "recon": {{"kv": 80, "alpha_mrad": 25, "scan_step_angstrom": 0.4}}}}"#
+            r#"{{{base}, "optics": {{"kv": 80, "alpha_mrad": 25, "step_angstrom": 0.4}}, "recon": {{}}}}"#
         ));
         assert_eq!(code, PTYFLOW_ERR_CONFIG);
-        assert!(last().contains("mrad_per_px"), "{}", last());
+        assert!(last().contains("optics.mrad_per_px"), "{}", last());
     }
 
     #[test]
     fn a_pipeline_runs_from_rust_through_the_c_entry_points() {
         let (code, p) = create_json(
-            r#"{"width": 8, "height": 6, "pixel": "u8", "scan": [2, 3], "virtual": ["bf"],
-                "center": [3.5, 2.5], "bf_radius": 2, "threads": 1}"#,
+            r#"{"source": {"push": {"width": 8, "height": 6, "pixel": "u8"}},
+                "scan": {"shape": [2, 3]}, "reduce": {"virtual": ["bf"], "center": [3.5, 2.5],
+                "bf_radius": 2}, "run": {"threads": 1}}"#,
         );
         assert_eq!(code, PTYFLOW_OK, "{}", last());
         let frame = [1u8; 48];

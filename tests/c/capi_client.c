@@ -145,16 +145,19 @@ static void check_error_paths(size_t w, size_t h, size_t rows, size_t cols) {
 
     EXPECT(ptyflow_create_json(NULL, &p), PTYFLOW_ERR_NULL);
     EXPECT(ptyflow_create_json("{not json", &p), PTYFLOW_ERR_CONFIG);
-    EXPECT(ptyflow_create_json("{\"width\": 24, \"height\": 24, \"pixel\": \"u16\", "
-                               "\"scan\": [2, 2], \"colour\": 1}", &p),
-           PTYFLOW_ERR_CONFIG);
+#define PUSH_24 "\"source\": {\"push\": {\"width\": 24, \"height\": 24, \"pixel\": \"u16\"}}, " \
+                "\"scan\": {\"shape\": [2, 2]}"
+    EXPECT(ptyflow_create_json("{" PUSH_24 ", \"colour\": 1}", &p), PTYFLOW_ERR_CONFIG);
     EXPECT_MESSAGE("colour");
-    EXPECT(ptyflow_create_json("{\"width\": 24, \"height\": 24, \"pixel\": \"u16\", "
-                               "\"scan\": [2, 2], \"recon\": {\"method\": \"epie\", "
-                               "\"kv\": 80, \"alpha_mrad\": 25, \"mrad_per_px\": 1.5, "
-                               "\"scan_step_angstrom\": 0.4, \"speed\": 3}}", &p),
+    EXPECT(ptyflow_create_json("{" PUSH_24 ", \"optics\": {\"kv\": 80, \"alpha_mrad\": 25, "
+                               "\"mrad_per_px\": 1.5, \"step_angstrom\": 0.4}, "
+                               "\"recon\": {\"method\": \"epie\", \"speed\": 3}}", &p),
            PTYFLOW_ERR_CONFIG);
     EXPECT_MESSAGE("speed");
+    /* Errors name the configuration's field. */
+    EXPECT(ptyflow_create_json("{" PUSH_24 ", \"reduce\": {\"bin\": 17}}", &p),
+           PTYFLOW_ERR_CONFIG);
+    EXPECT_MESSAGE("reduce.bin");
 
     /* last error: size query and truncation. */
     size_t full = ptyflow_last_error_message(NULL, 0);
@@ -238,14 +241,17 @@ int main(int argc, char **argv) {
     /* B: from JSON, non-blocking with the smallest queue, a thread polling the counters. */
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"width\": %zu, \"height\": %zu, \"pixel\": \"u16\", \"bin\": %d, "
-             "\"scan\": [%zu, %zu], \"serpentine\": false, "
+             "{\"source\": {\"push\": {\"width\": %zu, \"height\": %zu, \"pixel\": \"u16\"}}, "
+             "\"scan\": {\"shape\": [%zu, %zu], \"serpentine\": false}, "
+             "\"reduce\": {\"bin\": %d, "
              "\"virtual\": [\"bf\", \"adf:32:46\", \"rings:3:32:46\", \"dpc\", \"com\"], "
-             "\"center\": [%g, %g], \"bf_radius\": %g, "
-             "\"threads\": 1, \"batch_frames\": 1, \"queue_batches\": 1, \"blocking\": false, "
-             "\"recon\": {\"method\": \"epie\", \"kv\": 80, \"alpha_mrad\": 24, "
-             "\"defocus_angstrom\": 800, \"mrad_per_px\": 0.8, \"scan_step_angstrom\": 2.3}}",
-             w, h, BIN, rows, cols, CENTER_X, CENTER_Y, BF_RADIUS);
+             "\"center\": [%g, %g], \"bf_radius\": %g, \"radius_unit\": \"px\"}, "
+             "\"run\": {\"threads\": 1, \"batch_frames\": 1, \"queue_batches\": 1, "
+             "\"blocking\": false}, "
+             "\"optics\": {\"kv\": 80, \"alpha_mrad\": 24, \"defocus_angstrom\": 800, "
+             "\"mrad_per_px\": 0.8, \"step_angstrom\": 2.3}, "
+             "\"recon\": {\"method\": \"epie\"}}",
+             w, h, rows, cols, BIN, CENTER_X, CENTER_Y, BF_RADIUS);
     PtyflowPipeline *b = NULL;
     EXPECT(ptyflow_create_json(json, &b), PTYFLOW_OK);
     Monitor m = {.p = b, .polls = 0, .max_seen = 0};
