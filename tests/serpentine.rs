@@ -75,10 +75,8 @@ fn capi_object(frames: &[u8]) -> Vec<f32> {
     .unwrap();
     let mut p = std::ptr::null_mut();
     // SAFETY: a NUL-terminated string and a writable out pointer.
-    assert_eq!(
-        unsafe { ptyflow_create_json(json.as_ptr(), &mut p) },
-        PTYFLOW_OK
-    );
+    let code = unsafe { ptyflow_create_json(json.as_ptr(), &mut p) };
+    assert_eq!(code, PTYFLOW_OK);
     let frame = frames.len() / (ROWS * COLS);
     for (i, f) in frames.chunks_exact(frame).enumerate() {
         // SAFETY: a live handle and a frame readable for its length.

@@ -281,11 +281,7 @@ fn entry(f: impl FnOnce() -> CResult<c_int>) -> c_int {
             e.code
         }
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = crate::error::panic_message(payload.as_ref());
             // Reporting must not unwind either.
             let _ = catch_unwind(|| {
                 set_last_error(format!(

@@ -199,6 +199,15 @@ impl Error {
     }
 }
 
+/// The message of a caught panic (`std::thread::Result`'s or `catch_unwind`'s payload).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// `Result` with the host's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

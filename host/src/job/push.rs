@@ -9,7 +9,7 @@ use ptyflow_core::{FrameGeometry, Scan};
 use super::config::{JobConfig, Source};
 use super::outputs::{reduction_outputs, write_arrays};
 use super::replay::{add_recon_extras, crop_window, detectors_px, parameters, scan_kind};
-use super::report::{DiscSummary, GeometrySummary, JobReport, ScanSummary, StageRate};
+use super::report::JobReport;
 use super::size::{ReductionSize, push_pool};
 use super::{JobOutcome, recon, write_report};
 use crate::budget::thread_stacks;
@@ -196,51 +196,18 @@ impl PushSession {
             crate::output::ensure_dir(out)?;
             write_arrays(out, &arrays, &mut outputs)?;
         }
-        let mut stages = vec![StageRate::new(
-            "reduce",
-            threads.max(1),
-            counters.frames_processed,
-            counters.reduce_busy_s,
-        )];
-        if counters.frames_consumed > 0 {
-            stages.push(StageRate::new(
-                "recon",
-                1,
-                counters.frames_consumed,
-                counters.consume_busy_s,
-            ));
-        }
-        let mut report = JobReport {
-            ptyflow_version: env!("CARGO_PKG_VERSION"),
-            dump: None,
-            scan: ScanSummary {
-                rows: scan.rows(),
-                cols: scan.cols(),
-                serpentine: config.scan.serpentine,
-            },
-            parameters: parameters(&config, threads, batch),
-            geometry: GeometrySummary {
-                frame: [plan.frame.height(), plan.frame.width()],
-                stage: [plan.stage.height(), plan.stage.width()],
-                bin: plan.bin,
-                label_layers: plan.label_layers(),
-            },
-            bright_field_disc: plan.disc.map(|disc| DiscSummary {
-                disc,
-                source: "given".into(),
-            }),
-            virtual_detectors: plan.detectors.clone(),
-            frames_in_file: plan.frames,
-            fps_overall: if counters.wall_s > 0.0 {
-                counters.frames_processed as f64 / counters.wall_s
-            } else {
-                0.0
-            },
+        let mut report = JobReport::new(
+            None,
+            &scan,
+            parameters(&config, threads, batch),
+            &plan,
+            "given",
+            plan.frames,
             counters,
-            stages,
+            threads,
             outputs,
-            extra: serde_json::Map::new(),
-        };
+        );
+
         let recon = match (outcome.consumer, &request) {
             (Some(consumer), Some(request)) => {
                 let result = recon::finish(consumer, request, threads, progress)?;

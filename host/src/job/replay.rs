@@ -6,7 +6,7 @@ use ptyflow_core::{FrameGeometry, Scan, ScanKind, Window};
 
 use super::config::{JobConfig, ScanConfig, Source};
 use super::outputs::{reduction_outputs, write_arrays};
-use super::report::{DiscSummary, DumpSummary, GeometrySummary, JobReport, ScanSummary, StageRate};
+use super::report::{DumpSummary, JobReport};
 use super::size::ReductionSize;
 use super::{Hooks, JobOutcome, recon, write_report};
 use crate::optics::Optics;
@@ -222,60 +222,27 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         write_arrays(out, &arrays, &mut outputs)?;
     }
 
-    let mut stages = vec![StageRate::new(
-        "reduce",
-        threads.max(1),
-        counters.frames_processed,
-        counters.reduce_busy_s,
-    )];
-    if counters.frames_consumed > 0 {
-        stages.push(StageRate::new(
-            "recon",
-            1,
-            counters.frames_consumed,
-            counters.consume_busy_s,
-        ));
-    }
-    let mut report = JobReport {
-        ptyflow_version: env!("CARGO_PKG_VERSION"),
-        dump: Some(DumpSummary {
-            path: info.path.display().to_string(),
-            format: info.format.name(),
-            width: info.width,
-            height: info.height,
-            stored_dtype: info.stored_dtype.clone(),
-            dtype: info.pixel.name(),
-            zero_copy: info.zero_copy,
-            notes: info.notes.clone(),
-        }),
-        scan: ScanSummary {
-            rows: scan.rows(),
-            cols: scan.cols(),
-            serpentine: config.scan.serpentine,
-        },
-        parameters: parameters(config, threads, batch),
-        geometry: GeometrySummary {
-            frame: [info.height, info.width],
-            stage: [plan.stage.height(), plan.stage.width()],
-            bin: plan.bin,
-            label_layers: plan.label_layers(),
-        },
-        bright_field_disc: plan.disc.map(|disc| DiscSummary {
-            disc,
-            source: disc_source.to_string(),
-        }),
-        virtual_detectors: plan.detectors.clone(),
-        frames_in_file: info.frames,
-        fps_overall: if counters.wall_s > 0.0 {
-            counters.frames_processed as f64 / counters.wall_s
-        } else {
-            0.0
-        },
-        counters,
-        stages,
-        outputs,
-        extra: serde_json::Map::new(),
+    let dump_summary = DumpSummary {
+        path: info.path.display().to_string(),
+        format: info.format.name(),
+        width: info.width,
+        height: info.height,
+        stored_dtype: info.stored_dtype.clone(),
+        dtype: info.pixel.name(),
+        zero_copy: info.zero_copy,
+        notes: info.notes.clone(),
     };
+    let mut report = JobReport::new(
+        Some(dump_summary),
+        &scan,
+        parameters(config, threads, batch),
+        &plan,
+        disc_source,
+        info.frames,
+        counters,
+        threads,
+        outputs,
+    );
 
     let recon = match (consumer, &request) {
         (Some(consumer), Some(request)) => {

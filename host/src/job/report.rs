@@ -1,8 +1,11 @@
 //! What a job did, as `report.json` says it: the dump, the scan, the parameters, the
 //! geometry, the disc, the detectors, the counters and the rate of every stage.
 
+use ptyflow_core::Scan;
+
 use crate::pipeline::Counters;
 use crate::pipeline::detectors::Disc;
+use crate::pipeline::reduce::ReducePlan;
 
 /// What a job did (`report.json`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -123,6 +126,69 @@ impl StageRate {
             busy_s,
             fps_per_thread: per_thread,
             fps: per_thread * threads as f64,
+        }
+    }
+}
+
+impl JobReport {
+    /// The report of a run of `plan` over `scan` on `threads` reduction threads: the parts
+    /// a replay and a push session share (the caller adds the reconstruction's extras).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        dump: Option<DumpSummary>,
+        scan: &Scan,
+        parameters: serde_json::Value,
+        plan: &ReducePlan,
+        disc_source: &str,
+        frames_in_file: usize,
+        counters: Counters,
+        threads: usize,
+        outputs: Vec<String>,
+    ) -> Self {
+        let mut stages = vec![StageRate::new(
+            "reduce",
+            threads.max(1),
+            counters.frames_processed,
+            counters.reduce_busy_s,
+        )];
+        if counters.frames_consumed > 0 {
+            stages.push(StageRate::new(
+                "recon",
+                1,
+                counters.frames_consumed,
+                counters.consume_busy_s,
+            ));
+        }
+        JobReport {
+            ptyflow_version: env!("CARGO_PKG_VERSION"),
+            dump,
+            scan: ScanSummary {
+                rows: scan.rows(),
+                cols: scan.cols(),
+                serpentine: scan.kind() == ptyflow_core::ScanKind::Serpentine,
+            },
+            parameters,
+            geometry: GeometrySummary {
+                frame: [plan.frame.height(), plan.frame.width()],
+                stage: [plan.stage.height(), plan.stage.width()],
+                bin: plan.bin,
+                label_layers: plan.label_layers(),
+            },
+            bright_field_disc: plan.disc.map(|disc| DiscSummary {
+                disc,
+                source: disc_source.to_string(),
+            }),
+            virtual_detectors: plan.detectors.clone(),
+            frames_in_file,
+            fps_overall: if counters.wall_s > 0.0 {
+                counters.frames_processed as f64 / counters.wall_s
+            } else {
+                0.0
+            },
+            counters,
+            stages,
+            outputs,
+            extra: serde_json::Map::new(),
         }
     }
 }

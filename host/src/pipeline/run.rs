@@ -80,11 +80,7 @@ impl<W> Joined<W> {
                     joined.first_error.get_or_insert(e);
                 }
                 Err(payload) => {
-                    let what = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "no message".into());
+                    let what = crate::error::panic_message(payload.as_ref());
                     joined.first_error.get_or_insert(Error::Pipeline(format!(
                         "a {stage} thread panicked (a bug in ptyflow, please report it): {what}"
                     )));
