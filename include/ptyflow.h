@@ -51,23 +51,24 @@
  *   buffer is in flight, ptyflow_push waits (default) or, with non_blocking set, returns
  *   PTYFLOW_QUEUE_FULL without taking the frame (counted in PtyflowCounters.dropped).
  *
- * JSON CONFIGURATION (ptyflow_create_json), the same fields as PtyflowConfig:
- *   {"width": 256, "height": 256, "pixel": "u16",          required; pixel u8|u16|u32|f32
- *    "scan": [rows, cols],                                 required
- *    "bin": 1, "crop": [x0, y0, width, height],            optional
- *    "serpentine": false,
- *    "virtual": ["bf", "adf:40:120", "rings:4:40:120", "dpc", "com"],
- *    "center": [x, y], "bf_radius": r,                     needed by every virtual detector
- *    "mrad_per_px": 0.5,                                   optional: radii then in mrad
- *    "threads": 0, "batch_frames": 0, "queue_batches": 0,  0: defaults
- *    "blocking": true,
- *    "memory_budget": "8G",                                optional: bytes or "500M", "16GiB", "50%"
- *    "recon": {"method": "epie"|"wf", "kv": 80, "alpha_mrad": 25,
- *              "defocus_angstrom": 0, "cs_mm": 0, "astigmatism_angstrom": 0,
- *              "astigmatism_angle_deg": 0, "mrad_per_px": 0.5,
- *              "scan_step_angstrom": 0.4, "window": 0, ...method options}}
- *   Unknown top-level keys are an error. The bright-field disc must be given explicitly in
- *   push mode (ptyflow replay can find it from the recorded data; a live stream cannot).
+ * JSON CONFIGURATION (ptyflow_create_json): the job configuration every face of ptyflow shares
+ * (`ptyflow replay`'s flags, Python's keywords), with a "push" source:
+ *   {"source": {"push": {"width": 256, "height": 256, "pixel": "u16"}},   pixel u8|u16|u32|f32
+ *    "scan": {"shape": [rows, cols], "serpentine": false},
+ *    "reduce": {"bin": 1, "crop": [x0, y0, width, height],
+ *               "virtual": ["bf", "adf:40:120", "rings:4:40:120", "dpc", "com"],
+ *               "center": [x, y], "bf_radius": r,                  needed by every detector
+ *               "radius_unit": "px"|"mrad"},        default: mrad when optics.mrad_per_px is set
+ *    "optics": {"kv": 80, "alpha_mrad": 25, "defocus_angstrom": 0, "cs_mm": 0,
+ *               "astigmatism_angstrom": 0, "astigmatism_angle_deg": 0,
+ *               "mrad_per_px": 0.5, "step_angstrom": 0.4, "scan_rotation_deg": 0},
+ *    "recon": {"method": "epie"|"wf", "window": unbinned px, "bin": 1, "sweeps": ..., ...},
+ *    "run": {"threads": 2, "batch_frames": 32, "queue_batches": 8,   absent: the defaults
+ *            "blocking": true, "memory_budget": "8G"},     bytes or "500M", "16GiB", "50%"
+ *    "out": "dir"}                                  optional: also write .npy and report.json
+ *   Unknown keys are an error, and every error names the field (e.g. "reduce.virtual[1]").
+ *   The bright-field disc must be given explicitly in push mode (ptyflow replay can find it
+ *   from the recorded data; a live stream cannot).
  *
  * MEMORY BUDGET
  *   ptyflow_create estimates every buffer whose size follows from the configuration (frame
@@ -80,8 +81,8 @@
  *
  * RECONSTRUCTION
  *   With "recon" (JSON) / PtyflowConfig.recon the online reconstruction runs on its own thread
- *   beside the reduction, one update per pushed frame in push order, its sweeps in
- *   ptyflow_finish. Its JSON options are those of `ptyflow replay` (sweeps, bin, loss,
+ *   beside the reduction, one update per pushed frame (a serpentine scan's frames placed at
+ *   their positions), its sweeps in ptyflow_finish. Its JSON options are those of `ptyflow replay` (sweeps, bin, loss,
  *   alpha_step, beta_step, wf_step, object_constraint, ...); steps and sweeps left out are
  *   chosen from the dose and the overlap exactly as replay chooses them, so the same frames
  *   give the same object. Results "object" [rows, cols, 2] and "probe" [M, M, 2].
@@ -132,7 +133,8 @@
 // No result of that name (see ptyflow_result_count and ptyflow_result_name).
 #define PTYFLOW_ERR_NOT_FOUND -6
 
-// The configuration asks for something this build does not have (the reconstruction).
+// The configuration asks for something this build does not have. Reserved: this version
+// returns it nowhere (the reconstruction, once refused with it, runs).
 #define PTYFLOW_ERR_UNSUPPORTED -7
 
 // A pipeline stage failed while running (the message names the frame and the reason).

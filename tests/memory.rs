@@ -81,9 +81,16 @@ fn create_json(json: &str) -> (c_int, String) {
 
 /// The bundled fixture's geometry and optics (96 × 96 u16, 10 × 10 scan, 80 kV, 24 mrad,
 /// 0.8 mrad per pixel, disc of radius 30 px at the centre).
-const FIXTURE: &str = r#""height": 96, "pixel": "u16", "scan": [10, 10], "virtual": ["bf"],
-    "center": [48, 48], "bf_radius": 30, "threads": 2"#;
-const FIXTURE_RECON: &str = r#""kv": 80, "alpha_mrad": 24, "defocus_angstrom": 800,
+/// A push job on frames of `width` × 96 pixels with the fixture's scan and disc.
+fn fixture_job(width: &str, extra: &str) -> String {
+    format!(
+        r#"{{"source": {{"push": {{"width": {width}, "height": 96, "pixel": "u16"}}}},
+            "scan": {{"shape": [10, 10]}},
+            "reduce": {{"virtual": ["bf"], "center": [48, 48], "bf_radius": 30, "radius_unit": "px"}},
+            "run": {{"threads": 2}}{extra}}}"#
+    )
+}
+const FIXTURE_OPTICS: &str = r#""kv": 80, "alpha_mrad": 24, "defocus_angstrom": 800,
     "mrad_per_px": 0.8"#;
 
 #[test]
@@ -97,7 +104,7 @@ fn child_c_width_2_31() {
     if !in_child() {
         return;
     }
-    let (code, msg) = create_json(&format!(r#"{{"width": 2147483648, {FIXTURE}}}"#));
+    let (code, msg) = create_json(&fixture_job("2147483648", ""));
     assert_eq!(code, PTYFLOW_ERR_CONFIG, "{msg}");
     println!("width 2^31: {msg}");
     for part in [
@@ -109,7 +116,7 @@ fn child_c_width_2_31() {
         assert!(msg.contains(part), "`{part}` missing from: {msg}");
     }
     assert!(
-        msg.contains("memory_budget or PTYFLOW_MEMORY_BUDGET"),
+        msg.contains("`run.memory_budget` or PTYFLOW_MEMORY_BUDGET"),
         "{msg}"
     );
     // The same through the C struct.
@@ -131,14 +138,16 @@ fn child_c_width_2_31() {
     let code = unsafe { ptyflow_create(&cfg, &mut p) };
     assert_eq!(code, PTYFLOW_ERR_CONFIG);
     assert!(
-        last_error().contains("5.0 kB (memory_budget 5000)"),
+        last_error().contains("5.0 kB (`run.memory_budget` 5000)"),
         "{}",
         last_error()
     );
     let (code, msg) = create_json(
-        r#"{"width": 2147483648, "height": 33554432, "pixel": "u16", "scan": [10, 10],
-            "virtual": ["bf"], "center": [48, 48], "bf_radius": 30, "threads": 1,
-            "batch_frames": 1, "queue_batches": 1, "memory_budget": "unlimited"}"#,
+        r#"{"source": {"push": {"width": 2147483648, "height": 33554432, "pixel": "u16"}},
+            "scan": {"shape": [10, 10]},
+            "reduce": {"virtual": ["bf"], "center": [48, 48], "bf_radius": 30},
+            "run": {"threads": 1, "batch_frames": 1, "queue_batches": 1,
+                    "memory_budget": "unlimited"}}"#,
     );
     assert_eq!(code, PTYFLOW_ERR_CONFIG, "{msg}");
     assert!(msg.contains("could not be allocated"), "{msg}");
@@ -156,8 +165,9 @@ fn child_c_scan_step_70000() {
         return;
     }
     let json = |step: &str| {
-        format!(
-            r#"{{"width": 96, {FIXTURE}, "recon": {{{FIXTURE_RECON}, "scan_step_angstrom": {step}}}}}"#
+        fixture_job(
+            "96",
+            &format!(r#", "optics": {{{FIXTURE_OPTICS}, "step_angstrom": {step}}}, "recon": {{}}"#),
         )
     };
     // The fixture's step works (and fits 2 GB) …
@@ -168,7 +178,7 @@ fn child_c_scan_step_70000() {
     assert_eq!(code, PTYFLOW_ERR_CONFIG, "{msg}");
     println!("scan_step_angstrom 70000: {msg}");
     for part in [
-        "`recon.scan_step_angstrom`",
+        "`optics.step_angstrom`",
         "70000 Å steps over the 10 × 10 scan",
         "× 1158802 object (10.7 TB",
         "memory budget of 2.0 GB (PTYFLOW_MEMORY_BUDGET=2G)",
@@ -306,20 +316,25 @@ proptest! {
         }
         let must_fail = apply(&mut f, &twist);
         let v = |name: &str| f.iter().find(|x| x.0 == name).unwrap().1.clone();
+        let crop = if crop {
+            format!(r#", "crop": [0, 0, {}, {}]"#, v("crop_w"), v("crop_h"))
+        } else {
+            String::new()
+        };
         let mut json = format!(
-            r#"{{"width": {}, "height": {}, "pixel": "u16", "scan": [{}, {}], "bin": {},
-                "threads": {}, "batch_frames": {}, "queue_batches": {},
-                "virtual": ["bf", "rings:{}:2:4"], "center": [4, 4], "bf_radius": 2"#,
-            v("width"), v("height"), v("rows"), v("cols"), v("bin"), v("threads"), v("batch"),
-            v("queue"), v("rings"),
+            r#"{{"source": {{"push": {{"width": {}, "height": {}, "pixel": "u16"}}}},
+                "scan": {{"shape": [{}, {}]}},
+                "reduce": {{"bin": {}, "virtual": ["bf", "rings:{}:2:4"], "center": [4, 4],
+                            "bf_radius": 2, "radius_unit": "px"{crop}}},
+                "run": {{"threads": {}, "batch_frames": {}, "queue_batches": {}}}"#,
+            v("width"), v("height"), v("rows"), v("cols"), v("bin"), v("rings"), v("threads"),
+            v("batch"), v("queue"),
         );
-        if crop {
-            json += &format!(r#", "crop": [0, 0, {}, {}]"#, v("crop_w"), v("crop_h"));
-        }
         if recon {
             json += &format!(
-                r#", "recon": {{"kv": {}, "alpha_mrad": 1, "mrad_per_px": {}, "scan_step_angstrom": {},
-                    "window": {}, "pad": {}, "bin": {}}}"#,
+                r#", "optics": {{"kv": {}, "alpha_mrad": 1, "defocus_angstrom": 0,
+                    "mrad_per_px": {}, "step_angstrom": {}}},
+                    "recon": {{"window": {}, "pad": {}, "bin": {}}}"#,
                 v("kv"), v("mrad"), v("step"), v("window"), v("pad"), v("rbin")
             );
         }

@@ -87,10 +87,10 @@ impl MemoryBudget {
     /// The budget a face asks for: `given` (a SIZE from the face's own option, named
     /// `option`), else [`ENV_VAR`], else the default. Errors name the option or the variable.
     pub fn resolve(given: Option<&str>, option: &str) -> Result<Self> {
-        let hint = format!("{option} or {ENV_VAR}");
+        let hint = format!("`{option}` or {ENV_VAR}");
         if let Some(text) = given {
             let bytes = parse_size(text, option)?;
-            return Ok(MemoryBudget::new(bytes, format!("{option} {text}"), hint));
+            return Ok(MemoryBudget::new(bytes, format!("`{option}` {text}"), hint));
         }
         match std::env::var(ENV_VAR) {
             Ok(text) if !text.trim().is_empty() => {

@@ -1072,8 +1072,8 @@ mod tests {
     #[test]
     fn recon_is_validated() {
         let base = r#""source": {"push": {"width": 8, "height": 8, "pixel": "u16"}}, "scan": {"shape": [2, 2]}"#;
-        let optics =
-            r#""optics": {"kv": 80, "alpha_mrad": 25, "mrad_per_px": 1.5, "step_angstrom": 0.4}"#;
+        let optics = r#""optics": {"kv": 80, "alpha_mrad": 25, "defocus_angstrom": 0,
+            "mrad_per_px": 1.5, "step_angstrom": 0.4}"#;
         let (code, p) = create_json(&format!(
             r#"{{{base}, {optics}, "recon": {{"alpha": 0.5}}}}"#
         ));
@@ -1085,7 +1085,7 @@ mod tests {
         assert_eq!(code, PTYFLOW_ERR_CONFIG, "{}", last());
         assert!(last().contains("Nyquist"), "{}", last());
         let (code, _) = create_json(&format!(
-            r#"{{{base}, "optics": {{"kv": 80, "alpha_mrad": 25, "step_angstrom": 0.4}}, "recon": {{}}}}"#
+            r#"{{{base}, "optics": {{"kv": 80, "alpha_mrad": 25, "defocus_angstrom": 0, "step_angstrom": 0.4}}, "recon": {{}}}}"#
         ));
         assert_eq!(code, PTYFLOW_ERR_CONFIG);
         assert!(last().contains("optics.mrad_per_px"), "{}", last());

@@ -150,7 +150,8 @@ static void check_error_paths(size_t w, size_t h, size_t rows, size_t cols) {
     EXPECT(ptyflow_create_json("{" PUSH_24 ", \"colour\": 1}", &p), PTYFLOW_ERR_CONFIG);
     EXPECT_MESSAGE("colour");
     EXPECT(ptyflow_create_json("{" PUSH_24 ", \"optics\": {\"kv\": 80, \"alpha_mrad\": 25, "
-                               "\"mrad_per_px\": 1.5, \"step_angstrom\": 0.4}, "
+                               "\"defocus_angstrom\": 0, \"mrad_per_px\": 1.5, "
+                               "\"step_angstrom\": 0.4}, "
                                "\"recon\": {\"method\": \"epie\", \"speed\": 3}}", &p),
            PTYFLOW_ERR_CONFIG);
     EXPECT_MESSAGE("speed");

@@ -280,7 +280,11 @@ mod tests {
             (&["--absorption", "2"][..], "--absorption"),
             (&["--scan", "0x3"][..], "--scan"),
         ] {
-            let e = params(&parse(flags)).unwrap_err().to_string();
+            // As main_with_args prints it: configuration fields renamed to flags.
+            let e = params(&parse(flags))
+                .unwrap_err()
+                .renamed(crate::cli::flag_of)
+                .to_string();
             assert!(e.contains(name), "{flags:?}: {e}");
         }
         // Both dose flags at once is a usage error.

@@ -15,6 +15,21 @@
 //! allocated; find the bright-field disc (a dump, when not given); build the reduction plan
 //! and the reconstruction stage; run; merge; write the reduction's outputs; run the sweeps;
 //! write the reconstruction's outputs and the report.
+//!
+//! ```no_run
+//! use ptyflow::job::{self, Hooks, JobConfig};
+//!
+//! let mut config = JobConfig::from_json(r#"{
+//!     "source": {"dump": {"path": "fixtures/mos2-defocus/scan.raw"}},
+//!     "reduce": {"virtual": ["bf", "adf:32:46"]},
+//!     "recon": {"method": "epie"},
+//!     "out": "out/"
+//! }"#)?;
+//! config.run.threads = Some(2);
+//! let outcome = job::replay(&config, &Hooks::default())?;
+//! println!("{} frames", outcome.report.counters.frames_processed);
+//! # Ok::<(), ptyflow::Error>(())
+//! ```
 
 mod config;
 mod outputs;

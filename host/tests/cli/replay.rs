@@ -850,7 +850,7 @@ fn issue_20_a_step_in_the_wrong_unit_exits_2_naming_it() {
         "parameter `--step`: 70000 Å steps over the 10 × 10 scan",
         "object (10.7 TB",
         "more than the memory budget of",
-        "--memory-budget or PTYFLOW_MEMORY_BUDGET",
+        "`--memory-budget` or PTYFLOW_MEMORY_BUDGET",
     ] {
         assert!(
             run.stderr.contains(part),
@@ -864,7 +864,8 @@ fn issue_20_a_step_in_the_wrong_unit_exits_2_naming_it() {
     let run = ptyflow(args(&["--memory-budget", "1M"]));
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("budget of 1.0 MB (--memory-budget 1M)"),
+        run.stderr
+            .contains("budget of 1.0 MB (`--memory-budget` 1M)"),
         "{}",
         run.stderr
     );
