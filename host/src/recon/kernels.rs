@@ -2,7 +2,7 @@
 //!
 //! Every function here is `#[inline(always)]`: the update ([`State::apply`](super)) is compiled
 //! twice, once for the target's baseline and once for AVX2 + FMA (picked at run time by
-//! [`SimdLevel`](crate::pipeline::reduce::SimdLevel)), and these loops are vectorised inside each copy.
+//! [`SimdLevel::run`](crate::simd::SimdLevel::run)), and these loops are vectorised inside each copy.
 //! No loop here sums in an order the compiler could change, and Rust never fuses a multiply
 //! and an add on its own, so both copies give the same bits (a test checks it).
 //!

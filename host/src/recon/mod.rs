@@ -40,7 +40,7 @@
 //!
 //! # Speed
 //! The per-pixel passes (module `kernels`) are compiled for the baseline and for AVX2 + FMA, picked
-//! once at run time, with the same bits either way. Sweeps with the probe held run on several
+//! once at run time ([`crate::simd`]), with the same bits either way. Sweeps with the probe held run on several
 //! threads over object stripes that do not overlap ([`Reconstructor::sweep`]).
 
 pub mod epie;
@@ -57,7 +57,7 @@ pub use wf::{Loss, WfParams};
 
 use num_complex::Complex32;
 
-use crate::pipeline::reduce::SimdLevel;
+use crate::simd::SimdLevel;
 use crate::{Error, Result};
 use fft::Fft2;
 
@@ -1239,7 +1239,7 @@ fn update_body(
     }
 }
 
-/// [`update_body`] on the widest instruction set the CPU has.
+/// [`update_body`] on the instruction set `step.simd` names ([`SimdLevel::run`]).
 fn update(
     s: &mut Scratch,
     step: &Step<'_>,
@@ -1247,29 +1247,10 @@ fn update(
     obj: &mut Rows<'_>,
     tally: &mut Tally,
 ) -> Outcome {
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// # Safety
-        ///
-        /// The CPU must have AVX2 and FMA. (An `unsafe fn` rather than a safe
-        /// `#[target_feature]` fn, which needs Rust 1.86; the workspace supports 1.85.)
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            s: &mut Scratch,
-            step: &Step<'_>,
-            pat: PatternRef<'_>,
-            obj: &mut Rows<'_>,
-            tally: &mut Tally,
-        ) -> Outcome {
-            update_body(s, step, pat, obj, tally)
-        }
-        if step.simd == SimdLevel::Avx2 {
-            // SAFETY: `State::simd` comes from SimdLevel::detect(), which returns Avx2 only
-            // when the CPU has AVX2 and FMA (tests may lower it to Portable, never raise it).
-            return unsafe { avx2(s, step, pat, obj, tally) };
-        }
-    }
-    update_body(s, step, pat, obj, tally)
+    step.simd.run(
+        #[inline(always)]
+        || update_body(s, step, pat, obj, tally),
+    )
 }
 
 impl State {
@@ -1332,30 +1313,12 @@ impl State {
     }
 
     /// One update (object, and ePIE's probe when active) at `place`, on this thread, on the
-    /// widest instruction set the CPU has.
+    /// instruction set `simd` names ([`SimdLevel::run`]).
     fn apply(&mut self, index: usize, place: &Placement, pat: PatternRef<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            /// # Safety
-            ///
-            /// The CPU must have AVX2 and FMA.
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(
-                state: &mut State,
-                index: usize,
-                place: &Placement,
-                pat: PatternRef<'_>,
-            ) {
-                state.apply_body(index, place, pat);
-            }
-            if self.simd == SimdLevel::Avx2 {
-                // SAFETY: `simd` comes from SimdLevel::detect(), which returns Avx2 only when
-                // the CPU has AVX2 and FMA (tests may lower it to Portable, never raise it).
-                unsafe { avx2(self, index, place, pat) };
-                return;
-            }
-        }
-        self.apply_body(index, place, pat);
+        self.simd.run(
+            #[inline(always)]
+            || self.apply_body(index, place, pat),
+        );
     }
 
     /// [`State::apply`], compiled into each instruction-set variant.
