@@ -11,6 +11,7 @@
 
 use num_complex::Complex32;
 
+use super::method::ObjectConstraint;
 use super::wf::{Loss, truncation_keeps};
 
 /// `ψ = P·O` over one row of the window.
@@ -158,8 +159,8 @@ pub(super) fn object_step(object: &mut [Complex32], probe: &[Complex32], r: &[Co
 /// The object constraint after a step: `|O| ≤ 1` ([`ObjectConstraint::Passive`]) or
 /// `|O| = 1` ([`ObjectConstraint::PhaseOnly`]) on one row of the window.
 #[inline(always)]
-pub(super) fn constrain(object: &mut [Complex32], constraint: super::ObjectConstraint) {
-    use super::ObjectConstraint as C;
+pub(super) fn constrain(object: &mut [Complex32], constraint: ObjectConstraint) {
+    use ObjectConstraint as C;
     match constraint {
         C::Free => {}
         C::Passive => {
