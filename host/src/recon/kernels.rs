@@ -1,8 +1,9 @@
 //! The per-pixel passes of one update, as plain loops over slices.
 //!
-//! Every function here is `#[inline(always)]`: the update ([`State::apply`](super)) is compiled
-//! twice, once for the target's baseline and once for AVX2 + FMA (picked at run time by
-//! [`SimdLevel::run`](crate::simd::SimdLevel::run)), and these loops are vectorised inside each copy.
+//! Every function here is `#[inline(always)]`: the update ([`update`](super::update)) is
+//! compiled twice, once for the target's baseline and once for AVX2 + FMA (picked at run time
+//! by [`SimdLevel::run`](crate::simd::SimdLevel::run)), and these loops are vectorised inside
+//! each copy.
 //! No loop here sums in an order the compiler could change, and Rust never fuses a multiply
 //! and an add on its own, so both copies give the same bits (a test checks it).
 //!
