@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod recon;
 pub mod sim;
+pub mod simd;
 pub mod source;
 
 pub use error::{Error, Result};

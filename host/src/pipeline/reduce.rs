@@ -21,6 +21,7 @@ use ptyflow_core::{Binner, FrameGeometry, Stats, Window};
 use super::detectors::{Disc, VirtualSpec};
 use super::run::Worker;
 use crate::budget::{checked_len, try_filled};
+use crate::simd::SimdLevel;
 use crate::source::{Frame, PixelKind};
 use crate::{Error, Result};
 
@@ -532,8 +533,8 @@ impl Reducer {
         self.simd
     }
 
-    /// One frame, all stages; inlined into each instruction-set variant below, and the core
-    /// kernels (`#[inline(always)]`) with it.
+    /// One frame, all stages; inlined into each instruction-set variant
+    /// ([`SimdLevel::run`]), and the core kernels (`#[inline(always)]`) with it.
     #[inline(always)]
     fn process_frame(&mut self, index: usize, frame: Frame<'_>) -> Result<()> {
         match frame {
@@ -543,68 +544,14 @@ impl Reducer {
             Frame::F32(f) => self.process_typed(index, f),
         }
     }
-
-    /// [`Reducer::process_frame`] compiled for AVX2 + FMA.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2 and FMA ([`SimdLevel::detect`] checks).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma,bmi1,bmi2,popcnt")]
-    unsafe fn process_avx2(&mut self, index: usize, frame: Frame<'_>) -> Result<()> {
-        self.process_frame(index, frame)
-    }
 }
 
 impl Worker for Reducer {
     fn process(&mut self, index: usize, frame: Frame<'_>) -> Result<()> {
-        match self.simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `simd` comes from `SimdLevel::detect`, which returns Avx2 only when the
-            // CPU reports every feature `process_avx2` enables (AVX2, FMA, BMI1/2, POPCNT).
-            SimdLevel::Avx2 => unsafe { self.process_avx2(index, frame) },
-            _ => self.process_frame(index, frame),
-        }
-    }
-}
-
-/// The instruction set the per-frame kernels run with. The core is portable Rust; the host
-/// compiles the same code again for a wider vector unit and picks one at run time, once.
-///
-/// There is no AVX-512 level on purpose: compiled for AVX-512 F/BW/VL/DQ, the same code ran
-/// W1 no faster than AVX2 and the dense masks (W3) ten times slower on the reference EPYC
-/// (measured with `ptyflow bench --threads 1`, 4.1 k vs 39.7 k frames/s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum SimdLevel {
-    /// The target's baseline (SSE2 on x86-64).
-    Portable,
-    /// AVX2 + FMA (+ BMI1/2, POPCNT).
-    Avx2,
-}
-
-impl SimdLevel {
-    /// The widest level this CPU supports, or [`SimdLevel::Portable`] when the environment
-    /// variable `PTYFLOW_SIMD` is `portable` (to compare levels). Cached.
-    pub fn detect() -> SimdLevel {
-        static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
-        *LEVEL.get_or_init(|| match std::env::var("PTYFLOW_SIMD").as_deref() {
-            Ok("portable") => SimdLevel::Portable,
-            _ => Self::supported(),
-        })
-    }
-
-    /// The widest level the CPU supports.
-    fn supported() -> SimdLevel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            let avx2 =
-                has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("popcnt");
-            if avx2 {
-                return SimdLevel::Avx2;
-            }
-        }
-        SimdLevel::Portable
+        self.simd.run(
+            #[inline(always)]
+            || self.process_frame(index, frame),
+        )
     }
 }
 
@@ -622,33 +569,10 @@ where
     I: IntoIterator<Item = &'f [P]>,
     I::IntoIter: Clone,
 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// # Safety
-        ///
-        /// The CPU must have AVX2 and FMA. (An `unsafe fn` rather than a safe
-        /// `#[target_feature]` fn, which needs Rust 1.86; the workspace supports 1.85.)
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<'f, S, P, I>(
-            m: &DenseMasks<S>,
-            frames: I,
-            out: &mut [f32],
-        ) -> std::result::Result<usize, ptyflow_core::Error>
-        where
-            S: AsRef<[f32]>,
-            P: Pixel + 'f,
-            I: IntoIterator<Item = &'f [P]>,
-            I::IntoIter: Clone,
-        {
-            m.project_batch(frames, out)
-        }
-        match SimdLevel::detect() {
-            // SAFETY: detect() returns Avx2 only when the CPU has AVX2 and FMA.
-            SimdLevel::Avx2 => return unsafe { avx2(masks, frames, out) },
-            SimdLevel::Portable => {}
-        }
-    }
-    masks.project_batch(frames, out)
+    SimdLevel::detect().run(
+        #[inline(always)]
+        || masks.project_batch(frames, out),
+    )
 }
 
 /// [`project_dense_batch`] for frames of any pixel type, converting each frame's window to

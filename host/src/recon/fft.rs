@@ -23,7 +23,7 @@ use std::sync::Arc;
 use num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
 
-use crate::pipeline::reduce::SimdLevel;
+use crate::simd::SimdLevel;
 
 /// Side of the square blocks of the cache-blocked transpose.
 const BLOCK: usize = 16;

@@ -1,8 +1,9 @@
 //! The per-pixel passes of one update, as plain loops over slices.
 //!
-//! Every function here is `#[inline(always)]`: the update ([`State::apply`](super)) is compiled
-//! twice, once for the target's baseline and once for AVX2 + FMA (picked at run time by
-//! [`SimdLevel`](crate::pipeline::reduce::SimdLevel)), and these loops are vectorised inside each copy.
+//! Every function here is `#[inline(always)]`: the update ([`update`](super::update)) is
+//! compiled twice, once for the target's baseline and once for AVX2 + FMA (picked at run time
+//! by [`SimdLevel::run`](crate::simd::SimdLevel::run)), and these loops are vectorised inside
+//! each copy.
 //! No loop here sums in an order the compiler could change, and Rust never fuses a multiply
 //! and an add on its own, so both copies give the same bits (a test checks it).
 //!
@@ -11,6 +12,7 @@
 
 use num_complex::Complex32;
 
+use super::method::ObjectConstraint;
 use super::wf::{Loss, truncation_keeps};
 
 /// `ψ = P·O` over one row of the window.
@@ -158,8 +160,8 @@ pub(super) fn object_step(object: &mut [Complex32], probe: &[Complex32], r: &[Co
 /// The object constraint after a step: `|O| ≤ 1` ([`ObjectConstraint::Passive`]) or
 /// `|O| = 1` ([`ObjectConstraint::PhaseOnly`]) on one row of the window.
 #[inline(always)]
-pub(super) fn constrain(object: &mut [Complex32], constraint: super::ObjectConstraint) {
-    use super::ObjectConstraint as C;
+pub(super) fn constrain(object: &mut [Complex32], constraint: ObjectConstraint) {
+    use ObjectConstraint as C;
     match constraint {
         C::Free => {}
         C::Passive => {

@@ -1,6 +1,7 @@
 //! Tests of the reconstruction engine on small synthetic datasets made here with an
 //! independent forward model (a naive f64 DFT, not the engine's FFT).
 
+use super::update::fill_ramp;
 use super::*;
 use crate::metrics;
 use crate::optics::{ProbeParams, window_pixel_angstrom};
