@@ -17,7 +17,10 @@ use ptyflow::pipeline::Worker;
 use ptyflow::pipeline::reduce::{DenseProjector, Reducer, project_dense_batch};
 use ptyflow::source::Frame;
 use ptyflow_core::mask::dense::{DenseBuilder, DenseMasks};
-use ptyflow_core::{Binner, FrameGeometry, LabelBuilder, LabelMasks, Stats};
+use ptyflow_core::{
+    Basis, Binner, Compressor, FrameGeometry, FrameSummary, LabelBuilder, LabelMasks, Region, Run,
+    Stats,
+};
 
 const FRAMES: usize = 64;
 const SIDE: usize = 256;
@@ -138,6 +141,81 @@ fn dense(c: &mut Criterion) {
     g.finish();
 }
 
+/// Paper 002's compression set-up on the synthetic frames: `k_bf` bright-field masks on the
+/// disc (r = 32, 3,228 px), the dark field as one value (the annular piston, i.e. the scaled
+/// sum) on the annulus 32 < d ≤ 120 (42,016 px), and the two perpendicular components.
+fn compressor(k_bf: usize, bright: &str) -> Compressor<Vec<Run>, Vec<f32>> {
+    let g = geometry();
+    let runs = || vec![Run::default(); Region::<Vec<Run>>::max_runs(g)];
+    let disc = Region::disc(g, 127.5, 127.5, 32.0, runs()).unwrap();
+    let annulus = Region::annulus(g, 127.5, 127.5, 32.0, 120.0, runs()).unwrap();
+    let (n, m) = (disc.pixels(), annulus.pixels());
+    let mut scratch = vec![0f64; m.max(n)];
+    let bf = match bright {
+        "zernike" => Basis::zernike(disc, k_bf, vec![0f32; k_bf * n], &mut scratch).unwrap(),
+        _ => {
+            let patterns = synthetic_frames(SIDE, SIDE, (127.5, 127.5, 32.0), k_bf, 11);
+            Basis::from_patterns(
+                disc,
+                patterns.chunks_exact(AREA),
+                vec![0f32; k_bf * n],
+                &mut scratch,
+            )
+            .unwrap()
+        }
+    };
+    let df = Basis::zernike(annulus, 1, vec![0f32; m], &mut scratch).unwrap();
+    Compressor::new(bf, df).unwrap()
+}
+
+fn compression(c: &mut Criterion) {
+    let data = frames();
+    let mut g = c.benchmark_group("compress 256x256 u16 (paper 002)");
+    g.throughput(Throughput::Elements(FRAMES as u64));
+    for (k_bf, bright) in [(45, "zernike"), (15, "patterns")] {
+        let comp = compressor(k_bf, bright);
+        let v = comp.values_per_frame();
+        let mut out = vec![0f32; 16 * v];
+        let mut summaries = vec![FrameSummary::default(); 16];
+        let id = format!("{k_bf} {bright} BF + 1 DF + 2 perp");
+        g.bench_function(format!("{id}, one frame at a time"), |b| {
+            b.iter(|| {
+                for f in black_box(&data).chunks_exact(AREA) {
+                    black_box(comp.compress(f, &mut out[..v]).unwrap());
+                }
+            })
+        });
+        g.bench_function(format!("{id}, batches of 16"), |b| {
+            b.iter(|| {
+                for batch in black_box(&data).chunks_exact(16 * AREA) {
+                    comp.compress_batch(batch.chunks_exact(AREA), &mut out, &mut summaries)
+                        .unwrap();
+                }
+                black_box(&out);
+            })
+        });
+    }
+    // The two regions apart: what each costs.
+    let comp = compressor(45, "zernike");
+    let mut cb = vec![0f32; 45];
+    g.bench_function("bright field only: 45 zernike on 3,228 px", |b| {
+        b.iter(|| {
+            for f in black_box(&data).chunks_exact(AREA) {
+                black_box(comp.bright().project(f, &mut cb).unwrap());
+            }
+        })
+    });
+    let mut cd = vec![0f32; 1];
+    g.bench_function("dark field only: 1 value on 42,016 px", |b| {
+        b.iter(|| {
+            for f in black_box(&data).chunks_exact(AREA) {
+                black_box(comp.dark().project(f, &mut cd).unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
 fn statistics(c: &mut Criterion) {
     let data = frames();
     let mut g = c.benchmark_group("statistics");
@@ -199,6 +277,6 @@ fn fused(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = binning, labels, dense, statistics, fused
+    targets = binning, labels, dense, compression, statistics, fused
 }
 criterion_main!(benches);

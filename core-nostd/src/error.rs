@@ -59,6 +59,24 @@ pub enum Error {
     },
     /// Mean or variance asked of statistics that have seen no frame.
     NoFrames,
+    /// A disc (bright-field region) that does not lie wholly inside the frame: centre ± radius
+    /// leaves the frame's extent −0.5 … width − 0.5 (or height − 0.5).
+    DiscOutsideFrame,
+    /// A region (disc or annulus) that holds no pixel centre of the frame.
+    EmptyRegion,
+    /// More basis vectors asked for than the region has pixels: they cannot be independent.
+    TooManyVectors {
+        /// Pixels in the region (the most independent vectors it holds).
+        pixels: usize,
+        /// Vectors asked for.
+        found: usize,
+    },
+    /// Gram–Schmidt: input vector `index` (0-based, in input order) is zero or (nearly) in the
+    /// span of the vectors before it.
+    LinearlyDependent {
+        /// Which input vector.
+        index: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -94,6 +112,18 @@ impl fmt::Display for Error {
                 )
             }
             Error::NoFrames => f.write_str("no frame has been accumulated yet"),
+            Error::DiscOutsideFrame => {
+                f.write_str("disc (centre ± radius) does not lie wholly inside the frame")
+            }
+            Error::EmptyRegion => f.write_str("region holds no pixel of the frame"),
+            Error::TooManyVectors { pixels, found } => write!(
+                f,
+                "{found} basis vectors requested, the region has only {pixels} pixels"
+            ),
+            Error::LinearlyDependent { index } => write!(
+                f,
+                "basis vector {index} is zero or lies in the span of the vectors before it"
+            ),
         }
     }
 }
@@ -211,6 +241,44 @@ mod tests {
         let mut b = labels(g(4, 4));
         b.disk(1.0, 1.0, 1.0).unwrap();
         check(b.disk(2.0, 1.0, 1.0), Error::Overlap { row: 1, col: 1 });
+    }
+
+    #[test]
+    fn disc_outside_frame() {
+        check(
+            Region::disc(g(8, 8), 1.0, 4.0, 2.0, [Run::default(); 16]),
+            Error::DiscOutsideFrame,
+        );
+    }
+
+    #[test]
+    fn empty_region() {
+        check(
+            Region::annulus(g(8, 8), 4.0, 4.0, 20.0, 30.0, [Run::default(); 16]),
+            Error::EmptyRegion,
+        );
+    }
+
+    #[test]
+    fn too_many_vectors() {
+        let disc = Region::disc(g(8, 8), 4.0, 4.0, 0.0, [Run::default(); 16]).unwrap();
+        check(
+            Basis::zernike(disc, 2, [0.0f32; 2], &mut [0.0; 1]),
+            Error::TooManyVectors {
+                pixels: 1,
+                found: 2,
+            },
+        );
+    }
+
+    #[test]
+    fn linearly_dependent() {
+        let disc = Region::disc(g(8, 8), 4.0, 4.0, 1.0, [Run::default(); 16]).unwrap();
+        let frame = [1u8; 64];
+        check(
+            Basis::from_patterns(disc, [&frame[..], &frame[..]], [0.0f32; 10], &mut [0.0; 5]),
+            Error::LinearlyDependent { index: 1 },
+        );
     }
 
     #[test]

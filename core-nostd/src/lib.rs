@@ -2,7 +2,7 @@
 //!
 //! Every kernel works on borrowed frames (`&[P]`, P = `u8`, `u16`, `u32` or `f32`, row-major)
 //! and writes into caller-owned buffers. Configuration is built and checked once
-//! ([`Binner`], [`LabelMasks`], [`DenseMasks`], [`Scan`]) and is then immutable, so one
+//! ([`Binner`], [`LabelMasks`], [`DenseMasks`], [`Basis`], [`Scan`]) and is then immutable, so one
 //! configuration serves many threads; state that changes per frame ([`Stats`]) is separate.
 //!
 //! | module                | what                                                              |
@@ -12,6 +12,7 @@
 //! | [`mask::dense`]       | K weighted masks over their bounding window (centre of mass, bases), batched, residual of paper 002 eq. 11 |
 //! | [`stats`]             | per-pixel sum and sum of squares, min, max, frame count, dose map; mergeable |
 //! | [`scan`]              | frame index ↔ scan position (raster, serpentine)                  |
+//! | [`basis`]             | compression by change of basis (paper 002): binning, Zernike, annular Zernike and recorded-pattern bases over the bright/dark field; per-frame coefficients, perpendicular components, angle |
 //! | [`pixel`], [`geometry`], [`math`] | pixel types and accumulators; frame shape and windows; the float functions with their error bounds |
 //!
 //! # Conventions
@@ -27,7 +28,8 @@
 //! - **Precision.** Binning: exact `u32` for integer pixels, `f32` for `f32`. Statistics:
 //!   exact `u64` for integers (see [`stats`] for the `u32` bound), `f64` for `f32`. Label
 //!   projection: f64 (exact integer counts for unit weights). Dense projection: f32 in 16 lanes.
-//!   Each module states its bound.
+//!   Basis projection: f32 in 8 lanes per 512-pixel chunk, chunks summed in f64; region
+//!   energy in f64. Each module states its bound.
 //!
 //! # Example
 //!
@@ -74,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod basis;
 pub mod bin;
 mod error;
 pub mod geometry;
@@ -85,6 +88,9 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 
+pub use basis::compress::{Compressor, FrameSummary, RegionSummary, compression_ratio};
+pub use basis::region::{Region, Run};
+pub use basis::{Basis, MAX_BASIS};
 pub use bin::{Binner, MAX_BIN_FACTOR};
 pub use error::Error;
 pub use geometry::{FrameGeometry, Window};

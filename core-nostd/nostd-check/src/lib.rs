@@ -3,9 +3,12 @@
 #![no_std]
 
 use core::panic::PanicInfo;
+use ptyflow_core::basis::gram_schmidt::GramSchmidt;
+use ptyflow_core::basis::zernike;
 use ptyflow_core::{
-    Binner, DenseBuilder, DenseMasks, Error, FrameGeometry, LabelBuilder, LabelMasks, Pixel, Scan,
-    ScanKind, Stats, Window, math,
+    Basis, Binner, Compressor, DenseBuilder, DenseMasks, Error, FrameGeometry, FrameSummary,
+    LabelBuilder, LabelMasks, Pixel, Region, RegionSummary, Run, Scan, ScanKind, Stats, Window,
+    compression_ratio, math,
 };
 
 #[panic_handler]
@@ -49,6 +52,82 @@ fn run(seed: u32) -> Result<f64, Error> {
 
     total +=
         f64::from(math::sqrt(2.0)) + math::atan2(1.0, 2.0) + math::floor(2.5) + math::ceil(2.5);
+    total += math::sqrt64(2.0);
+    total += bases(g, &f8, &f16, &f32s, &ff)?;
+    Ok(total)
+}
+
+/// Every basis builder and the compressor on stack buffers, for every pixel type.
+fn bases(g: FrameGeometry, f8: &[u8], f16: &[u16], f32s: &[u32], ff: &[f32]) -> Result<f64, Error> {
+    let mut total = 0.0;
+    let mut disc_runs = [Run::default(); 2 * H];
+    let mut ann_runs = [Run::default(); 2 * H];
+    let _ = Region::<&mut [Run]>::max_runs(g);
+    let disc = Region::disc(g, 7.5, 7.5, 3.0, &mut disc_runs[..])?;
+    let annulus = Region::annulus(g, 7.5, 7.5, 3.0, 9.0, &mut ann_runs[..])?;
+    let (n, m) = (disc.pixels(), annulus.pixels());
+    total += (disc.runs().len() + annulus.as_ref().runs().len()) as f64;
+    let _ = (disc.shape(), disc.geometry(), disc.coordinates().count());
+    let mut scratch = [0f64; AREA];
+    let mut gathered = [0f64; AREA];
+    disc.gather_f64(f16, &mut gathered[..n])?;
+
+    // Bright field: each builder in turn on the same storage.
+    let mut bf_masks = [0f32; 8 * 64];
+    let k = Basis::<&[Run], &mut [f32]>::binning_count(&disc.as_ref(), 2)?;
+    let binned = Basis::binning(disc.as_ref(), 2, &mut bf_masks[..k * n])?;
+    total += f64::from(binned.masks()[0]) + binned.count() as f64;
+    let patterns = [f8, f8];
+    let _ = Basis::from_patterns(disc.as_ref(), patterns, &mut bf_masks[..], &mut scratch);
+    let _ = Basis::zernike_modes(
+        disc.as_ref(),
+        [(2, 0), (2, 2)],
+        &mut bf_masks[..],
+        &mut scratch,
+    )?;
+    let len = Basis::<&[Run], &mut [f32]>::storage_len(6, n);
+    let bf = Basis::zernike(disc.as_ref(), 6, &mut bf_masks[..len], &mut scratch[..n])?;
+    let _ = Basis::<&[Run], &mut [f32]>::scratch_len(bf.region());
+    total += f64::from(bf.mask(0).map_or(0.0, |q| q[0]));
+
+    // Dark field: one value (the annular piston).
+    let mut df_masks = [0f32; AREA];
+    let df = Basis::zernike(annulus.as_ref(), 1, &mut df_masks[..m], &mut scratch)?;
+
+    let comp = Compressor::new(bf, df)?;
+    let mut out = [0f32; 16];
+    let vals = comp.values_per_frame();
+    let s8 = comp.compress(f8, &mut out[..vals])?;
+    let s16 = comp.compress(f16, &mut out[..vals])?;
+    let s32 = comp.compress(f32s, &mut out[..vals])?;
+    let sf = comp.compress(ff, &mut out[..vals])?;
+    total += s8.bright.angle() + s16.dark.perpendicular() + s32.bright.captured + sf.dark.energy;
+    total += comp.compression_ratio() + compression_ratio(AREA, 45, 1);
+    let mut rows = [0f32; 5 * 9];
+    let mut summaries = [FrameSummary::default(); 5];
+    let five = [f16, f16, f16, f16, f16];
+    comp.compress_batch(five.iter().copied(), &mut rows[..5 * vals], &mut summaries)?;
+    let mut coeffs = [0f32; 5 * 6];
+    let mut regions = [RegionSummary::default(); 5];
+    comp.bright()
+        .project_batch(five.iter().copied(), &mut coeffs, &mut regions)?;
+    total += f64::from(rows[0] + coeffs[0]) + summaries[4].dark.energy + regions[4].energy;
+    let _ = (comp.geometry(), comp.bright().region(), comp.dark().count());
+    let (bf, _df) = comp.into_bases();
+    let mut c = [0f32; 6];
+    total += bf.project(f16, &mut c)?.energy;
+    let _ = bf.into_parts();
+
+    // The pieces on their own.
+    let mut q = [0f32; 8];
+    let mut gs = GramSchmidt::new(&mut q, 4)?;
+    gs.push(&mut [1.0, 2.0, 3.0, 4.0])?;
+    let _ = (gs.count(), gs.capacity());
+    let (zn, zm) = zernike::osa_to_nm(7);
+    total += zernike::zernike(zn, zm, 0.1, 0.2)
+        + zernike::radial(4, 2, 0.5)
+        + zernike::nm_to_osa(3, 1).unwrap_or(0) as f64;
+    let _ = disc.into_runs();
     Ok(total)
 }
 
