@@ -93,7 +93,7 @@ impl ReducePlan {
         } else {
             let context = match crop {
                 Some(w) => format!(
-                    "--crop {},{},{},{} with --bin {bin} on a {}×{} frame",
+                    "`reduce.crop` {},{},{},{} with `reduce.bin` {bin} on a {}×{} frame",
                     w.x0,
                     w.y0,
                     w.width,
@@ -102,7 +102,7 @@ impl ReducePlan {
                     frame.height()
                 ),
                 None => format!(
-                    "--bin {bin} on a {}×{} frame",
+                    "`reduce.bin` {bin} on a {}×{} frame",
                     frame.width(),
                     frame.height()
                 ),
@@ -117,8 +117,8 @@ impl ReducePlan {
         let need_disc = |spec: &VirtualSpec| {
             disc.ok_or_else(|| {
                 Error::param(
-                    "--virtual",
-                    format!("`{spec}` needs the bright-field disc: give --center and --bf-radius"),
+                    "reduce.virtual",
+                    format!("`{spec}` needs the bright-field disc: give `reduce.center` and `reduce.bf_radius`"),
                 )
             })
         };
@@ -155,7 +155,7 @@ impl ReducePlan {
                         break;
                     }
                     Err(ptyflow_core::Error::Overlap { .. }) => continue,
-                    Err(e) => return Err(Error::core(format!("--virtual {spec}"), e)),
+                    Err(e) => return Err(Error::core(format!("`reduce.virtual` {spec}"), e)),
                 }
             }
             let (i, range) = match done {
@@ -167,7 +167,7 @@ impl ReducePlan {
                     let mut layer = LabelBuilder::new(stage, labels, weights)
                         .map_err(|e| Error::core("label table", e))?;
                     let range = paint(&mut layer)
-                        .map_err(|e| Error::core(format!("--virtual {spec}"), e))?;
+                        .map_err(|e| Error::core(format!("`reduce.virtual` {spec}"), e))?;
                     layers.push(layer);
                     (layers.len() - 1, range)
                 }
@@ -181,10 +181,10 @@ impl ReducePlan {
             let covered = labels.iter().any(|&l| range.contains(&usize::from(l)));
             if !covered {
                 return Err(Error::param(
-                    "--virtual",
+                    "reduce.virtual",
                     format!(
                         "`{spec}` covers no pixel of the {}×{} frame seen by the detectors \
-                         (after --crop/--bin); check its radii and the disc centre",
+                         (after `reduce.crop`/`reduce.bin`); check its radii and the disc centre",
                         stage.width(),
                         stage.height()
                     ),
@@ -219,7 +219,7 @@ impl ReducePlan {
                     .map_err(|e| Error::core("centre-of-mass masks", e))?;
                 builder
                     .centre_of_mass(cx, cy)
-                    .map_err(|e| Error::core("--virtual com", e))?;
+                    .map_err(|e| Error::core("`reduce.virtual` com", e))?;
                 detectors.push(DetectorSlot {
                     kind: "com",
                     spec: "com".into(),
@@ -365,7 +365,7 @@ impl Reducer {
             },
             (false, _) => Scratch::default(),
         };
-        let (name, what) = ("--scan", "per-frame values");
+        let (name, what) = ("scan.shape", "per-frame values");
         let coeffs = checked_len(&[plan.frames, plan.coeffs_per_frame], name, what)?;
         Ok(Reducer {
             dose: try_filled(plan.frames, 0.0, name, what)?,
@@ -407,7 +407,7 @@ impl Reducer {
             self.coeffs.get_mut(index * k..(index + 1) * k),
         ) else {
             return Err(Error::param(
-                "--scan",
+                "scan.shape",
                 format!(
                     "frame {index} lies beyond the {} frames of the run",
                     plan.frames

@@ -75,11 +75,14 @@ impl EpieParams {
     pub fn validate(&self) -> crate::Result<()> {
         if !(self.probe_min_counts.is_finite() && self.probe_min_counts >= 0.0) {
             return Err(crate::Error::param(
-                "--probe-min-counts",
+                "recon.probe_min_counts",
                 format!("got {}, expected a finite value ≥ 0", self.probe_min_counts),
             ));
         }
-        for (name, v) in [("--alpha-step", self.alpha), ("--beta-step", self.beta)] {
+        for (name, v) in [
+            ("recon.alpha_step", self.alpha),
+            ("recon.beta_step", self.beta),
+        ] {
             if !(v.is_finite() && (0.0..=2.0).contains(&v)) {
                 return Err(crate::Error::param(
                     name,

@@ -94,13 +94,16 @@ impl ScanGeometry {
         let [rows, cols] = scan.shape;
         if rows == 0 || cols == 0 {
             return Err(Error::param(
-                "--scan",
+                "scan.shape",
                 format!("{rows}×{cols}, expected at least 1×1"),
             ));
         }
         for s in scan.step_angstrom {
             if !(s.is_finite() && s > 0.0) {
-                return Err(Error::param("--step", format!("{s} Å, expected > 0")));
+                return Err(Error::param(
+                    "optics.step_angstrom",
+                    format!("{s} Å, expected > 0"),
+                ));
             }
         }
         if !(pixel_angstrom.is_finite() && pixel_angstrom > 0.0) {
@@ -110,7 +113,10 @@ impl ScanGeometry {
             ));
         }
         if !scan.rotation_deg.is_finite() {
-            return Err(Error::param("--scan-rotation", "expected a finite angle"));
+            return Err(Error::param(
+                "optics.scan_rotation_deg",
+                "expected a finite angle",
+            ));
         }
         // Sizes follow from user input: bound the object before allocating anything.
         if scan
@@ -118,7 +124,7 @@ impl ScanGeometry {
             .is_none()
         {
             return Err(Error::memory(
-                "--step",
+                "optics.step_angstrom",
                 format!(
                     "{:?} Å steps over the {rows} × {cols} scan at {pixel_angstrom} Å per pixel \
                      make an object whose size overflows",
@@ -129,8 +135,8 @@ impl ScanGeometry {
             ));
         }
         let (sin, cos) = scan.rotation_deg.to_radians().sin_cos();
-        let n = crate::budget::checked_len(&[rows, cols], "--scan", "scan positions")?;
-        let mut raw = crate::budget::try_with_capacity(n, "--scan", "scan positions")?;
+        let n = crate::budget::checked_len(&[rows, cols], "scan.shape", "scan positions")?;
+        let mut raw = crate::budget::try_with_capacity(n, "scan.shape", "scan positions")?;
         for r in 0..rows {
             for c in 0..cols {
                 let y = r as f64 * scan.step_angstrom[0];
@@ -149,7 +155,7 @@ impl ScanGeometry {
             }
         }
         let offset = (margin_px + window / 2) as f64;
-        let mut positions = crate::budget::try_with_capacity(n, "--scan", "scan positions")?;
+        let mut positions = crate::budget::try_with_capacity(n, "scan.shape", "scan positions")?;
         positions.extend(
             raw.iter()
                 .map(|p: &[f64; 2]| [p[0] - lo[0] + offset, p[1] - lo[1] + offset]),

@@ -197,7 +197,7 @@ impl Reconstructor {
         probe.iter_mut().for_each(|p| *p *= scale);
         geometry.validate(m)?;
         let [rows, cols] = geometry.object_shape;
-        let area = crate::budget::checked_len(&[rows, cols], "--step", "the object")?;
+        let area = crate::budget::checked_len(&[rows, cols], "optics.step_angstrom", "the object")?;
         let object = match initial_object {
             Some(o) if o.len() == area => o,
             Some(o) => {
@@ -206,9 +206,12 @@ impl Reconstructor {
                     format!("{} values, expected {rows}×{cols}", o.len()),
                 ));
             }
-            None => {
-                crate::budget::try_filled(area, Complex32::new(1.0, 0.0), "--step", "the object")?
-            }
+            None => crate::budget::try_filled(
+                area,
+                Complex32::new(1.0, 0.0),
+                "optics.step_angstrom",
+                "the object",
+            )?,
         };
         let stripes = Stripes::new(m);
         let placements: Vec<Placement> = geometry
@@ -233,7 +236,7 @@ impl Reconstructor {
         let n = geometry.positions.len();
         let store = if keep_patterns {
             use crate::budget::{checked_len, try_filled, try_with_capacity};
-            let (name, what) = ("--scan", "the pattern store");
+            let (name, what) = ("scan.shape", "the pattern store");
             Some(Store {
                 amp: try_filled(checked_len(&[n, m, m], name, what)?, 0.0, name, what)?,
                 total: try_filled(n, 0.0, name, what)?,
@@ -363,7 +366,7 @@ impl Reconstructor {
     pub fn sweep(&mut self) -> Result<LossReport> {
         let Some(store) = self.store.as_ref() else {
             return Err(Error::param(
-                "--sweeps",
+                "recon.sweeps",
                 "the reconstruction was built without keeping patterns",
             ));
         };

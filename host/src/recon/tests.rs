@@ -680,7 +680,7 @@ fn bookkeeping_and_errors() {
         Reconstructor::new(bad)
             .unwrap_err()
             .to_string()
-            .contains("--alpha-step")
+            .contains("recon.alpha_step")
     );
     // Passes: online pass then sweeps, numbered.
     let mut r = reconstruct(&ds, epie_fixed_probe(), ds.probe.clone(), 0);
@@ -705,7 +705,7 @@ fn bookkeeping_and_errors() {
         bad.validate()
             .unwrap_err()
             .to_string()
-            .contains("--epsilon-relative")
+            .contains("recon.epsilon_relative")
     );
     assert!(Loss::from_name("l3").is_err());
 }
@@ -887,7 +887,7 @@ fn probe_is_held_at_low_dose() {
         bad.validate()
             .unwrap_err()
             .to_string()
-            .contains("--probe-min-counts")
+            .contains("recon.probe_min_counts")
     );
 }
 

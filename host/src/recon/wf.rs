@@ -61,7 +61,7 @@ impl Loss {
             .find(|l| l.name() == name)
             .ok_or_else(|| {
                 crate::Error::param(
-                    "--loss",
+                    "recon.loss",
                     format!("`{name}`, expected one of l1, mse, amplitude, poisson"),
                 )
             })
@@ -188,29 +188,33 @@ impl WfParams {
             ))
         };
         if !(self.step.is_finite() && self.step >= 0.0) {
-            return bad("--step", self.step, "a finite value ≥ 0");
+            return bad("recon.wf_step", self.step, "a finite value ≥ 0");
         }
         if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
-            return bad("--epsilon", self.epsilon, "a finite value > 0");
+            return bad("recon.epsilon", self.epsilon, "a finite value > 0");
         }
         if !(self.epsilon_relative.is_finite() && self.epsilon_relative >= 0.0) {
             return bad(
-                "--epsilon-relative",
+                "recon.epsilon_relative",
                 self.epsilon_relative,
                 "a finite value ≥ 0",
             );
         }
         if let Some(a) = self.truncation {
             if !(a.is_finite() && a > 0.0) {
-                return bad("--truncation", a, "a finite α_h > 0 (paper 003: α_h ≥ 5)");
+                return bad(
+                    "recon.truncation",
+                    a,
+                    "a finite α_h > 0 (paper 003: α_h ≥ 5)",
+                );
             }
         }
         if !(self.tikhonov.is_finite() && self.tikhonov >= 0.0) {
-            return bad("--tikhonov", self.tikhonov, "a finite value ≥ 0");
+            return bad("recon.tikhonov", self.tikhonov, "a finite value ≥ 0");
         }
         if self.step * self.tikhonov >= 0.25 {
             return bad(
-                "--tikhonov",
+                "recon.tikhonov",
                 self.tikhonov,
                 "step × tikhonov < 0.25 (larger diverges)",
             );
