@@ -109,18 +109,13 @@ impl PushSession {
             crop,
             detectors: &specs,
             frames: scan.positions(),
-            scan: (rows, cols),
+            scan,
             threads: opts.threads,
         }
         .plan();
         need.extend(push_pool(frame, source.pixel, &opts));
         if let Some(request) = &request {
-            need.extend(super::size::recon(
-                request,
-                frame,
-                (rows, cols),
-                opts.threads,
-            ));
+            need.extend(super::size::recon(request, frame, &scan, opts.threads));
             need.extend(thread_stacks(1, "run.threads"));
         }
         need.check(&budget)?;

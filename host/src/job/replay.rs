@@ -12,8 +12,8 @@ use super::{Hooks, JobOutcome, recon, write_report};
 use crate::optics::Optics;
 use crate::output::ensure_dir;
 use crate::pipeline::detectors::{Disc, VirtualSpec, estimate_disc};
-use crate::pipeline::reduce::{ReducePlan, Reducer};
-use crate::pipeline::run::{RunOptions, merge_reducers, run};
+use crate::pipeline::reduce::{ReducePlan, Reducer, merge_reducers};
+use crate::pipeline::run::{RunOptions, run};
 use crate::source::Dump;
 use crate::{Error, Result};
 
@@ -130,7 +130,7 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         crop,
         detectors: &specs,
         frames,
-        scan: (scan.rows(), scan.cols()),
+        scan,
         threads,
     };
     let budget = config.run.budget()?;

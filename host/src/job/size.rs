@@ -2,7 +2,7 @@
 //! (the mechanism and the budget are [`crate::budget`]'s): the reduction, the push pool, the
 //! frame readers and the reconstruction. Each need names the configuration field to change.
 
-use ptyflow_core::{FrameGeometry, MAX_BIN_FACTOR, Window};
+use ptyflow_core::{FrameGeometry, MAX_BIN_FACTOR, Scan, Window};
 
 use crate::budget::{MemoryPlan, add, bytes_of, mul, thread_stacks};
 use crate::pipeline::detectors::VirtualSpec;
@@ -26,8 +26,8 @@ pub struct ReductionSize<'a> {
     pub detectors: &'a [VirtualSpec],
     /// Frames the run processes (length of the per-frame values).
     pub frames: usize,
-    /// Scan shape `(rows, cols)` (the results are scan-shaped).
-    pub scan: (usize, usize),
+    /// The scan (the results are scan-shaped).
+    pub scan: Scan,
     /// Reduction worker threads.
     pub threads: usize,
 }
@@ -95,7 +95,7 @@ impl ReductionSize<'_> {
             .fold(0usize, usize::saturating_add);
         let per_worker = bytes_of(&[self.frames], 8)
             .and_then(|dose| bytes_of(&[self.frames, coeffs], 4).and_then(|c| dose.checked_add(c)));
-        let (rows, cols) = self.scan;
+        let (rows, cols) = (self.scan.rows(), self.scan.cols());
         plan.add_units(
             "scan.shape",
             format!(
@@ -184,9 +184,10 @@ pub fn push_pool(frame: FrameGeometry, pixel: PixelKind, opts: &PushOptions) -> 
 pub fn recon(
     request: &ReconRequest,
     frame: FrameGeometry,
-    (rows, cols): (usize, usize),
+    scan: &Scan,
     threads: usize,
 ) -> MemoryPlan {
+    let (rows, cols) = (scan.rows(), scan.cols());
     let mut plan = MemoryPlan::new();
     let size = request.window.unwrap_or(frame.width());
     let bin = request.bin.max(1);
@@ -301,7 +302,7 @@ pub fn replay(
         ),
     );
     if let Some(request) = reconstruction {
-        plan.extend(recon(request, reduction.frame, reduction.scan, threads));
+        plan.extend(recon(request, reduction.frame, &reduction.scan, threads));
         plan.extend(thread_stacks(1, "run.threads"));
     }
     plan

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 
-use super::reduce::{ReducePlan, Reducer};
-use super::run::{Counters, Joined, OrderedConsumer, Worker, merge_reducers};
+use super::reduce::{ReducePlan, Reducer, merge_reducers};
+use super::run::{Counters, Joined, OrderedConsumer, Worker};
 use crate::budget::{checked_len, try_filled, try_with_capacity};
 use crate::source::{Frame, PixelKind};
 use crate::{Error, Result};

@@ -629,3 +629,15 @@ impl<'m> DenseProjector<'m> {
         )
     }
 }
+
+/// Merges the reducers of the workers into one (the order does not change integer sums).
+pub fn merge_reducers(workers: Vec<Reducer>) -> Result<Reducer> {
+    let mut workers = workers.into_iter();
+    let mut merged = workers
+        .next()
+        .ok_or_else(|| Error::Pipeline("no reduction worker finished".into()))?;
+    for w in workers {
+        merged.merge(&w)?;
+    }
+    Ok(merged)
+}

@@ -91,20 +91,6 @@ impl<W> Joined<W> {
     }
 }
 
-/// Merges the reducers of the workers into one.
-pub(crate) fn merge_reducers(
-    workers: Vec<super::reduce::Reducer>,
-) -> Result<super::reduce::Reducer> {
-    let mut workers = workers.into_iter();
-    let mut merged = workers
-        .next()
-        .ok_or_else(|| Error::Pipeline("no reduction worker finished".into()))?;
-    for w in workers {
-        merged.merge(&w)?;
-    }
-    Ok(merged)
-}
-
 /// How to run the threads.
 #[derive(Clone)]
 pub struct RunOptions {
