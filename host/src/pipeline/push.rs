@@ -519,4 +519,37 @@ mod tests {
         assert_eq!(out.counters.frames_dropped, full);
         assert_eq!(out.counters.frames_processed, out.counters.frames_read);
     }
+
+    /// A stage that panics ends the run with [`Error::Pipeline`] (exit code 70 in the CLI),
+    /// not with an interrupt, and nothing hangs.
+    #[test]
+    fn a_panicking_consumer_is_a_pipeline_failure_not_an_interrupt() {
+        #[derive(Debug)]
+        struct Boom;
+        impl OrderedConsumer for Boom {
+            fn consume(&mut self, index: usize, _: Frame<'_>) -> Result<()> {
+                if index == 3 {
+                    panic!("boom at frame {index}");
+                }
+                Ok(())
+            }
+        }
+        let opts = PushOptions {
+            threads: 1,
+            batch_frames: 2,
+            queue_batches: 2,
+            blocking: true,
+        };
+        let mut p = PushPipeline::start(plan(8), Some(Boom), &opts).unwrap();
+        for i in 0..8 {
+            // Pushing may fail once the consumer is gone: the error is collected at finish.
+            if p.push(i, &[0u8; 96]).is_err() {
+                break;
+            }
+        }
+        let e = p.finish().unwrap_err();
+        assert!(matches!(e, Error::Pipeline(_)), "{e:?}");
+        assert!(e.to_string().contains("boom at frame 3"), "{e}");
+        assert_eq!(e.exit_code(), 70);
+    }
 }

@@ -311,3 +311,43 @@ where
     }
     Ok((workers, counters))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Dump, OpenOptions};
+
+    /// A worker that panics ends a replay with [`Error::Pipeline`], naming the stage and the
+    /// panic; the reader stops handing out frames instead of hanging.
+    #[test]
+    fn a_panicking_worker_is_a_pipeline_failure_not_an_interrupt() {
+        #[derive(Debug)]
+        struct Boom;
+        impl Worker for Boom {
+            fn process(&mut self, index: usize, _: Frame<'_>) -> Result<()> {
+                if index == 5 {
+                    panic!("boom at frame {index}");
+                }
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.raw");
+        std::fs::write(&path, vec![0u8; 64 * 16]).unwrap();
+        std::fs::write(
+            dir.path().join("d.raw.json"),
+            r#"{"format": "raw", "width": 4, "height": 4, "dtype": "u8"}"#,
+        )
+        .unwrap();
+        let dump = Dump::open(&path, &OpenOptions::default()).unwrap();
+        let opts = RunOptions {
+            threads: 2,
+            batch_frames: 2,
+            ..RunOptions::default()
+        };
+        let e = run(&dump, || Ok(Boom), None, &opts).unwrap_err();
+        assert!(matches!(e, Error::Pipeline(_)), "{e:?}");
+        assert!(e.to_string().contains("reduction worker") && e.to_string().contains("boom"));
+        assert_eq!(e.exit_code(), 70);
+    }
+}
