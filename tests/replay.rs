@@ -373,3 +373,73 @@ fn real_merlin_4x2_dose_is_the_reference_sums() {
     let (shape, _) = read_npy::<f32>(&out.join("mean.npy")).unwrap();
     assert_eq!(shape, [256, 256]);
 }
+
+/// Issue 16 item 3: NaN, Inf and all-zero frames in an f32 dump are counted and reported,
+/// and do not poison the statistics, the images or the reconstruction; with
+/// `keep_nonfinite` they are added as they are.
+#[test]
+fn nonfinite_frames_are_counted_and_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("f.raw");
+    let (n, side) = (16usize, 16usize);
+    let mut rng = Rng(7);
+    let mut frames: Vec<Vec<f32>> = (0..n)
+        .map(|_| {
+            (0..side * side)
+                .map(|_| (rng.next() % 100) as f32)
+                .collect()
+        })
+        .collect();
+    frames[3][17] = f32::NAN;
+    frames[9][200] = f32::INFINITY;
+    frames[12].iter_mut().for_each(|v| *v = 0.0);
+    let bytes: Vec<u8> = frames
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&dump, bytes).unwrap();
+    std::fs::write(
+        dir.path().join("f.raw.json"),
+        r#"{"format": "raw", "width": 16, "height": 16, "dtype": "f32", "scan": [4, 4]}"#,
+    )
+    .unwrap();
+    let mut config = JobConfig::dump(&dump);
+    config.reduce.detectors = vec![VirtualSpec::Com];
+    config.reduce.center = Some([8.0, 8.0]);
+    config.reduce.bf_radius = Some(4.0);
+    let outcome = replay(&config).unwrap();
+    let r = &outcome.report;
+    assert_eq!(
+        r.counters.frames_processed, n as u64,
+        "every frame is processed"
+    );
+    assert_eq!((r.frames_nonfinite, r.frames_zero_dose), (2, 1));
+    let good: Vec<&Vec<f32>> = frames
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 9)
+        .map(|(_, f)| f)
+        .collect();
+    let mean = |p: usize| good.iter().map(|f| f[p] as f64).sum::<f64>() / good.len() as f64;
+    let got = outcome.arrays.iter().find(|a| a.name == "mean").unwrap();
+    for p in 0..side * side {
+        assert!((got.data[p] as f64 - mean(p)).abs() < 1e-4, "mean[{p}]");
+    }
+    let dose = outcome.arrays.iter().find(|a| a.name == "dose").unwrap();
+    assert!(dose.data[3].is_nan() && dose.data[9].is_nan() && dose.data[12] == 0.0);
+    let com = outcome
+        .arrays
+        .iter()
+        .find(|a| a.name == "virtual_com_x")
+        .unwrap();
+    assert!(com.data[3].is_nan() && com.data[0].is_finite());
+    let json = serde_json::to_value(r).unwrap();
+    assert_eq!(json["frames_nonfinite"], 2);
+    // Asked for, they are added as they are: the mean is poisoned where they were.
+    config.reduce.keep_nonfinite = true;
+    let kept = replay(&config).unwrap();
+    assert_eq!(kept.report.frames_nonfinite, 0);
+    let mean = kept.arrays.iter().find(|a| a.name == "mean").unwrap();
+    assert!(mean.data[17].is_nan() && mean.data[200].is_infinite());
+}

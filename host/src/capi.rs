@@ -451,6 +451,7 @@ unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
             } else {
                 RadiusUnit::Px
             }),
+            keep_nonfinite: false,
         },
         optics,
         recon,

@@ -72,6 +72,11 @@ pub struct Args {
     #[arg(long, value_name = "R")]
     pub bf_radius: Option<f64>,
 
+    /// Add float frames holding NaN or Inf to the statistics as they are. By default they are
+    /// left out (NaN at their scan position, counted in report.json `frames_nonfinite`).
+    #[arg(long)]
+    pub keep_nonfinite: bool,
+
     /// Scattering angle per unbinned detector pixel in mrad; detector radii are then in mrad.
     #[arg(long, value_name = "MRAD")]
     pub mrad_per_px: Option<f64>,
@@ -337,6 +342,7 @@ impl Args {
                 center: self.center.map(|(x, y)| [x, y]),
                 bf_radius: self.bf_radius,
                 radius_unit: None,
+                keep_nonfinite: self.keep_nonfinite,
             },
             optics,
             recon,

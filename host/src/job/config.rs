@@ -176,6 +176,11 @@ pub struct ReduceConfig {
     /// configuration, else pixels (a sidecar's sampling does not change the unit).
     #[serde(default)]
     pub radius_unit: Option<RadiusUnit>,
+    /// Add float frames that hold a NaN or an infinity to the statistics as they are. By
+    /// default they are left out, counted (`frames_nonfinite`) and NaN in every image, so
+    /// one bad frame cannot poison the mean, the variance or the reconstruction.
+    #[serde(default)]
+    pub keep_nonfinite: bool,
 }
 
 impl Default for ReduceConfig {
@@ -187,6 +192,7 @@ impl Default for ReduceConfig {
             center: None,
             bf_radius: None,
             radius_unit: None,
+            keep_nonfinite: false,
         }
     }
 }
@@ -440,6 +446,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("reduce.virtual", "--virtual"),
     ("reduce.center", "--center"),
     ("reduce.bf_radius", "--bf-radius"),
+    ("reduce.keep_nonfinite", "--keep-nonfinite"),
     ("optics.kv", "--kv"),
     ("optics.alpha_mrad", "--alpha"),
     ("optics.defocus_angstrom", "--defocus"),

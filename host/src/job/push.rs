@@ -119,7 +119,7 @@ impl PushSession {
             need.extend(thread_stacks(1, "run.threads"));
         }
         need.check(&budget)?;
-        let plan = Arc::new(ReducePlan::new(
+        let mut plan = ReducePlan::new(
             frame,
             source.pixel,
             config.reduce.bin,
@@ -127,7 +127,9 @@ impl PushSession {
             &specs,
             disc,
             scan.positions(),
-        )?);
+        )?;
+        plan.skip_nonfinite = !config.reduce.keep_nonfinite;
+        let plan = Arc::new(plan);
         let consumer = match &request {
             None => None,
             Some(request) => {
@@ -202,6 +204,7 @@ impl PushSession {
             threads,
             outputs,
         );
+        report.frames_nonfinite = outcome.reducer.frames_nonfinite();
 
         let recon = match (outcome.consumer, &request) {
             (Some(consumer), Some(request)) => {

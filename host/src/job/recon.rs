@@ -104,6 +104,7 @@ pub(super) fn finish(
     progress: Option<&dyn Progress>,
 ) -> Result<ReconResult> {
     let window = consumer.window();
+    let nonfinite = consumer.nonfinite();
     let mut recon = consumer.into_reconstructor();
     recon.set_threads(threads);
     let online_updates = recon.updates_done();
@@ -120,7 +121,7 @@ pub(super) fn finish(
     let m = recon.window();
     let (r0, r1, c0, c1) = lit_region(&recon);
     let sweep_updates = recon.updates_done() - online_updates;
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "method": recon.method().name(),
         "parameters": recon.method(),
         "kv": request.kv,
@@ -144,6 +145,9 @@ pub(super) fn finish(
         "auto_step_last_pass": recon.chosen_step(sweeps),
         "loss_history": recon.history(),
     });
+    if nonfinite > 0 {
+        summary["skipped_nonfinite"] = nonfinite.into();
+    }
     Ok(ReconResult {
         engine: recon,
         window,

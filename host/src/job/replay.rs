@@ -187,7 +187,7 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
             Some(request.build(frame, &scan, centre)?)
         }
     };
-    let plan = Arc::new(ReducePlan::new(
+    let mut plan = ReducePlan::new(
         frame,
         info.pixel,
         config.reduce.bin,
@@ -195,7 +195,9 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         &specs,
         disc,
         frames,
-    )?);
+    )?;
+    plan.skip_nonfinite = !config.reduce.keep_nonfinite;
+    let plan = Arc::new(plan);
 
     let opts = RunOptions {
         threads,
@@ -232,6 +234,8 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         zero_copy: info.zero_copy,
         notes: info.notes.clone(),
     };
+    let read = counters.frames_read as usize;
+    let zero_dose = reducer.dose()[..read].iter().filter(|&&d| d == 0.0).count() as u64;
     let mut report = JobReport::new(
         Some(dump_summary),
         &scan,
@@ -243,6 +247,8 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         threads,
         outputs,
     );
+    report.frames_nonfinite = reducer.frames_nonfinite();
+    report.frames_zero_dose = zero_dose;
 
     let recon = match (consumer, &request) {
         (Some(consumer), Some(request)) => {

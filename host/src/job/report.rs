@@ -30,6 +30,14 @@ pub struct JobReport {
     /// Counters and times of the run.
     #[serde(flatten)]
     pub counters: Counters,
+    /// Float frames left out because they held a NaN or an infinity (NaN at their scan
+    /// positions; `reduce.keep_nonfinite` adds them instead). Reported when not 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frames_nonfinite: u64,
+    /// Frames whose counts sum to 0 (a blanked beam, a dead readout). Reported when not 0;
+    /// not counted for pushed frames, whose unpushed positions also hold 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frames_zero_dose: u64,
     /// Frames per second over the whole run (frames processed / wall time).
     pub fps_overall: f64,
     /// Frames per second per stage.
@@ -186,9 +194,15 @@ impl JobReport {
                 0.0
             },
             counters,
+            frames_nonfinite: 0,
+            frames_zero_dose: 0,
             stages,
             outputs,
             extra: serde_json::Map::new(),
         }
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -101,6 +101,8 @@ pub struct ReconConsumer {
     /// The scan order: frame `index` (acquisition order) is the pattern of raster position
     /// `row · cols + col` (a serpentine scan runs odd rows right to left).
     order: Scan,
+    /// Patterns left out because they held a NaN or an infinity.
+    nonfinite: u64,
 }
 
 impl ReconConsumer {
@@ -138,6 +140,7 @@ impl ReconConsumer {
             bin_f32: vec![0.0; window.binned().pow(2)],
             staged: vec![0.0; m * m],
             order,
+            nonfinite: 0,
         })
     }
 
@@ -161,6 +164,12 @@ impl ReconConsumer {
         self.recon
     }
 
+    /// Patterns left out because they held a NaN or an infinity (they would poison the
+    /// object; the reduction leaves such frames out too).
+    pub fn nonfinite(&self) -> u64 {
+        self.nonfinite
+    }
+
     fn feed<T: Copy + Into<f64>>(&mut self, index: usize, binned: &[T]) -> Result<()> {
         let (row, col) = self.order.position(index).ok_or_else(|| {
             Error::param(
@@ -172,6 +181,10 @@ impl ReconConsumer {
             )
         })?;
         let position = row * self.order.cols() + col;
+        if !binned.iter().all(|&v| Into::<f64>::into(v).is_finite()) {
+            self.nonfinite += 1;
+            return Ok(());
+        }
         let w = &self.window;
         if w.transpose || w.pad > 0 {
             let (b, m, pad) = (w.binned(), w.m(), w.pad);

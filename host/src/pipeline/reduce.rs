@@ -73,6 +73,10 @@ pub struct ReducePlan {
     pub coeffs_per_frame: usize,
     /// The bright-field disc the detectors were placed around (unbinned pixels).
     pub disc: Option<Disc>,
+    /// Float frames holding a NaN or an infinity are left out of the statistics and their
+    /// scan position is NaN in every image (counted in [`Reducer::frames_nonfinite`]); set
+    /// `false` to add them as they are (they then poison the sums). Default `true`.
+    pub skip_nonfinite: bool,
 }
 
 impl ReducePlan {
@@ -243,6 +247,7 @@ impl ReducePlan {
             detectors,
             coeffs_per_frame: offset,
             disc,
+            skip_nonfinite: true,
         })
     }
 
@@ -273,6 +278,11 @@ enum AnyStats {
 /// Routes a stage pixel type to its statistics (and binning scratch) variant.
 trait StagePixel: Pixel {
     fn stats(s: &mut AnyStats) -> Option<&mut Stats<Self, Vec<Self::StatAcc>>>;
+    /// Whether every pixel is a finite number (integers always are).
+    #[inline(always)]
+    fn all_finite(_frame: &[Self]) -> bool {
+        true
+    }
 }
 
 macro_rules! stage_pixel {
@@ -290,7 +300,20 @@ macro_rules! stage_pixel {
 stage_pixel!(u8, U8);
 stage_pixel!(u16, U16);
 stage_pixel!(u32, U32);
-stage_pixel!(f32, F32);
+
+impl StagePixel for f32 {
+    fn stats(s: &mut AnyStats) -> Option<&mut Stats<Self, Vec<Self::StatAcc>>> {
+        match s {
+            AnyStats::F32(x) => Some(x),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    fn all_finite(frame: &[Self]) -> bool {
+        // Branch-free over the frame: a NaN or an infinity has all exponent bits set.
+        frame.iter().fold(true, |ok, v| ok & v.is_finite())
+    }
+}
 
 /// Binned stage frames are `u32` (integer input) or `f32`: their scratch buffers.
 trait BinPixel: StagePixel + Accumulator {
@@ -335,6 +358,8 @@ pub struct Reducer {
     /// Coefficients, `frames × coeffs_per_frame`, frame-major.
     coeffs: Vec<f32>,
     frames_done: u64,
+    /// Frames left out because they held a NaN or an infinity.
+    frames_nonfinite: u64,
     /// Instruction set the per-frame work runs with (chosen once, at set-up).
     simd: SimdLevel,
 }
@@ -374,6 +399,7 @@ impl Reducer {
             scratch,
             stats,
             frames_done: 0,
+            frames_nonfinite: 0,
             simd: SimdLevel::detect(),
         })
     }
@@ -421,6 +447,14 @@ impl Reducer {
                 format!("frame {index} does not have the run's pixel type"),
             )
         })?;
+        if plan.skip_nonfinite && !S::all_finite(stage) {
+            // Counted, and NaN at its position: the statistics stay those of the good frames.
+            *dose = f64::NAN;
+            row.fill(f32::NAN);
+            self.frames_nonfinite += 1;
+            self.frames_done += 1;
+            return Ok(());
+        }
         *dose = stats.add(stage).map_err(frame_err)?.as_f64();
         let mut at = 0;
         for layer in &plan.layers {
@@ -462,12 +496,19 @@ impl Reducer {
             *a += b;
         }
         self.frames_done += other.frames_done;
+        self.frames_nonfinite += other.frames_nonfinite;
         Ok(())
     }
 
     /// Frames this reducer (and those merged into it) processed.
     pub fn frames_done(&self) -> u64 {
         self.frames_done
+    }
+
+    /// Frames left out of the statistics because they held a NaN or an infinity
+    /// ([`ReducePlan::skip_nonfinite`]).
+    pub fn frames_nonfinite(&self) -> u64 {
+        self.frames_nonfinite
     }
 
     /// Per-frame totals (the dose map), indexed by frame.

@@ -350,4 +350,51 @@ mod tests {
         assert!(e.to_string().contains("reduction worker") && e.to_string().contains("boom"));
         assert_eq!(e.exit_code(), 70);
     }
+
+    /// A consumer far slower than the reduction: the reader waits for it (bounded channels),
+    /// nothing is dropped, every frame is reduced and consumed, in order.
+    #[test]
+    fn a_slow_consumer_sees_every_frame_in_order() {
+        #[derive(Debug)]
+        struct Count;
+        impl Worker for Count {
+            fn process(&mut self, _: usize, _: Frame<'_>) -> Result<()> {
+                Ok(())
+            }
+        }
+        struct Slow(Vec<usize>);
+        impl OrderedConsumer for Slow {
+            fn consume(&mut self, index: usize, _: Frame<'_>) -> Result<()> {
+                std::thread::sleep(Duration::from_micros(300));
+                self.0.push(index);
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.raw");
+        std::fs::write(&path, vec![1u8; 200 * 16]).unwrap();
+        std::fs::write(
+            dir.path().join("d.raw.json"),
+            r#"{"format": "raw", "width": 4, "height": 4, "dtype": "u8"}"#,
+        )
+        .unwrap();
+        let dump = Dump::open(&path, &OpenOptions::default()).unwrap();
+        let opts = RunOptions {
+            threads: 2,
+            batch_frames: 4,
+            ..RunOptions::default()
+        };
+        let mut slow = Slow(Vec::new());
+        let (_, c) = run(&dump, || Ok(Count), Some(&mut slow), &opts).unwrap();
+        assert_eq!(
+            (c.frames_read, c.frames_processed, c.frames_consumed),
+            (200, 200, 200)
+        );
+        assert_eq!(c.frames_dropped, 0);
+        assert_eq!(slow.0, (0..200).collect::<Vec<_>>());
+        assert!(
+            c.reader_blocked_s > 0.0,
+            "the reader waited for the consumer"
+        );
+    }
 }
