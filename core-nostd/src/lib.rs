@@ -85,6 +85,7 @@ pub mod math;
 pub mod pixel;
 pub mod scan;
 pub mod stats;
+pub mod sum;
 #[cfg(test)]
 mod testing;
 
@@ -99,3 +100,4 @@ pub use mask::label::{LabelBuilder, LabelMasks, MAX_SEGMENTS, NONE};
 pub use pixel::{Accumulator, Pixel, StatAccumulator};
 pub use scan::{Scan, ScanKind};
 pub use stats::Stats;
+pub use sum::FrameSum;
