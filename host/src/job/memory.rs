@@ -87,7 +87,7 @@ impl FrameSet for ContiguousFrames<'_> {
 }
 
 /// Reduces (and, with `config.recon`, reconstructs) the frames of `frames` — see the
-/// [module docs](self). `config.source` must be `push` with the frames' geometry;
+/// module docs. `config.source` must be `push` with the frames' geometry;
 /// `config.scan.shape` must hold `frames.len()` positions (fewer with
 /// `scan.allow_partial`: the positions without a frame hold 0). With `config.out` the
 /// outputs and `report.json` are written as a replay writes them. An interrupt stops
