@@ -8,6 +8,8 @@
 //!   online reconstruction, its outputs written into `out` as they are ready.
 //! - [`PushSession`]: frames pushed one at a time by a receive loop, the same stages,
 //!   finished into the same outputs.
+//! - [`reduce_frames`]: frames already in memory (a 4D array), the disc found from their
+//!   mean like a dump's, then pushed through a [`PushSession`].
 //!
 //! Both end in a [`JobOutcome`]: the report (`report.json`), the arrays by name and the
 //! reconstruction. The order of a job: validate the configuration; open the source; resolve
@@ -32,6 +34,7 @@
 //! ```
 
 mod config;
+mod memory;
 mod outputs;
 mod push;
 mod recon;
@@ -47,6 +50,7 @@ pub use config::{
     DumpSource, FIELDS, JobConfig, MemorySize, PushSource, RadiusUnit, ReconConfig, ReconMethod,
     ReduceConfig, RunConfig, ScanConfig, Source,
 };
+pub use memory::{ContiguousFrames, FrameSet, reduce_frames};
 pub use outputs::{NamedArray, reduction_outputs, scan_shaped};
 pub use push::PushSession;
 pub use recon::{ReconResult, lit_region, loss_plot};

@@ -204,7 +204,7 @@ pub fn find_bright_field(mean: &[f64], width: usize, height: usize) -> Option<Di
 }
 
 /// Frames sampled (evenly over the dump) to find the bright-field disc before the run.
-const DISC_SAMPLE_FRAMES: usize = 256;
+pub const DISC_SAMPLE_FRAMES: usize = 256;
 
 /// Estimates the bright-field disc from the mean of up to 256 frames spread over the dump.
 pub fn estimate_disc(dump: &crate::source::Dump) -> Result<Option<Disc>> {
