@@ -20,7 +20,8 @@ use crate::pipeline::recon::{ReconConsumer, ReconRequest};
 use crate::pipeline::reduce::ReducePlan;
 use crate::{Error, Result};
 
-/// A running push job; see the [module docs](self). Made by [`PushSession::start`], fed by
+/// A running push job: frames pushed one at a time through the reduction and the
+/// reconstruction of a replay. Made by [`PushSession::start`], fed by
 /// [`PushSession::push`], ended by [`PushSession::finish`].
 #[derive(Debug)]
 pub struct PushSession {

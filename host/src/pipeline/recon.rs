@@ -10,7 +10,7 @@ use crate::source::Frame;
 use crate::{Error, Result};
 
 /// Object pixels beyond every window at the edge of the scan ([`ScanGeometry::raster`]'s
-/// margin; [`crate::budget::recon`] sizes the object with it).
+/// margin; [`crate::job::size::recon`] sizes the object with it).
 ///
 /// [`ScanGeometry::raster`]: crate::recon::ScanGeometry::raster
 pub const OBJECT_MARGIN_PX: usize = 2;
