@@ -437,7 +437,7 @@ unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
         scan: ScanConfig {
             shape: Some([c.scan_rows, c.scan_cols]),
             serpentine: c.serpentine != 0,
-            allow_partial: false,
+            ..ScanConfig::default()
         },
         reduce: ReduceConfig {
             bin: c.bin as usize,

@@ -42,6 +42,16 @@ pub struct Args {
     #[arg(long)]
     pub serpentine: bool,
 
+    /// Frames recorded at each scan position, one after the other (paper 000 recorded 8
+    /// frames of 2 ms per position); the dump then holds ROWS × COLS × K frames.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub frames_per_position: usize,
+
+    /// Sum the first N of each position's K frames into its pattern (8, 4, 2, 1 of 8 make a
+    /// dose series from one acquisition). Default: all K.
+    #[arg(long = "use", value_name = "N")]
+    pub use_frames: Option<usize>,
+
     /// Replay even if the frame count does not fill the scan (missing positions are NaN;
     /// frames beyond the scan are not read).
     #[arg(long)]
@@ -334,6 +344,8 @@ impl Args {
                 shape: self.scan.map(|(r, c)| [r, c]),
                 serpentine: self.serpentine,
                 allow_partial: self.allow_partial,
+                frames_per_position: self.frames_per_position,
+                use_frames: self.use_frames,
             },
             reduce: ReduceConfig {
                 bin: self.bin,

@@ -127,7 +127,7 @@ pub struct PushSource {
 }
 
 /// The scan.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanConfig {
     /// `[rows, cols]`, rows the slow axis; absent: the dump's metadata (a push job needs it).
@@ -140,6 +140,33 @@ pub struct ScanConfig {
     /// frames beyond the scan are not read).
     #[serde(default)]
     pub allow_partial: bool,
+    /// Frames recorded at each position, one after the other (paper 000: 8); a dump then
+    /// holds `rows × cols × K` frames.
+    #[serde(default = "one")]
+    pub frames_per_position: usize,
+    /// How many of each position's frames (the first ones) are summed into its pattern;
+    /// absent: all of them. 8, 4, 2, 1 of 8 make paper 000's dose series.
+    #[serde(default)]
+    pub use_frames: Option<usize>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            shape: None,
+            serpentine: false,
+            allow_partial: false,
+            frames_per_position: 1,
+            use_frames: None,
+        }
+    }
+}
+
+impl ScanConfig {
+    /// The frames per position and the frames summed, checked.
+    pub fn grouping(&self) -> Result<crate::pipeline::positions::Grouping> {
+        crate::pipeline::positions::Grouping::new(self.frames_per_position, self.use_frames)
+    }
 }
 
 /// The unit of virtual-detector radii and of `reduce.bf_radius`.
@@ -441,6 +468,8 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("scan.shape", "--scan"),
     ("scan.serpentine", "--serpentine"),
     ("scan.allow_partial", "--allow-partial"),
+    ("scan.frames_per_position", "--frames-per-position"),
+    ("scan.use_frames", "--use"),
     ("reduce.bin", "--bin"),
     ("reduce.crop", "--crop"),
     ("reduce.virtual", "--virtual"),
@@ -533,6 +562,13 @@ impl JobConfig {
                     "pushed frames need the scan shape [rows, cols]",
                 ));
             }
+        }
+        let grouping = self.scan.grouping()?;
+        if grouping.sums() && matches!(self.source, Source::Push(_)) {
+            return Err(Error::param(
+                "scan.frames_per_position",
+                "pushed frames are one pattern each: sum a position's frames before pushing",
+            ));
         }
         if let Some([rows, cols]) = self.scan.shape
             && (rows == 0 || cols == 0)

@@ -30,9 +30,11 @@ pub(super) fn scan_kind(scan: &ScanConfig) -> ScanKind {
 }
 
 /// Resolves the scan shape from the configuration or the dump and checks it against the
-/// frame count. Returns the scan and the number of frames to process.
+/// frame count (`scan.frames_per_position` frames per position). Returns the scan and the
+/// number of patterns (positions) to process.
 pub fn resolve_scan(config: &ScanConfig, dump: &Dump) -> Result<(Scan, usize)> {
     let info = dump.info();
+    let k = config.grouping()?.per_position;
     let [rows, cols] = config.shape.or(info.scan.map(|(r, c)| [r, c])).ok_or_else(|| {
         Error::param(
             "scan.shape",
@@ -46,18 +48,23 @@ pub fn resolve_scan(config: &ScanConfig, dump: &Dump) -> Result<(Scan, usize)> {
     let scan =
         Scan::new(rows, cols, scan_kind(config)).map_err(|e| Error::core("scan.shape", e))?;
     let positions = rows * cols;
-    if info.frames != positions && !config.allow_partial {
+    if info.frames != positions.saturating_mul(k) && !config.allow_partial {
+        let per = if k > 1 {
+            format!(" × {k} frames per position")
+        } else {
+            String::new()
+        };
         return Err(Error::param(
             "scan.shape",
             format!(
-                "{rows}x{cols} = {positions} positions but {} holds {} frames; \
+                "{rows}x{cols} = {positions} positions{per} but {} holds {} frames; \
                  set `scan.allow_partial` to replay anyway",
                 info.path.display(),
                 info.frames
             ),
         ));
     }
-    Ok((scan, info.frames.min(positions)))
+    Ok((scan, (info.frames / k).min(positions)))
 }
 
 /// The crop window of the configuration.
@@ -121,11 +128,14 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     let batch = config.run.batch_frames.unwrap_or(DEFAULT_BATCH).max(1);
     let specs = detectors_px(config);
     let crop = crop_window(config);
+    // With several frames per position, the stages see each position's summed pattern.
+    let grouping = config.scan.grouping()?;
+    let pixel = grouping.pattern_pixel(info.pixel);
 
     // The whole job, reconstruction included, must fit before anything is built.
     let reduction = ReductionSize {
         frame,
-        pixel: info.pixel,
+        pixel,
         bin: config.reduce.bin,
         crop,
         detectors: &specs,
@@ -134,7 +144,15 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         threads,
     };
     let budget = config.run.budget()?;
-    super::size::replay(&dump, &reduction, request.as_ref()).check(&budget)?;
+    let mut need = super::size::replay(&dump, &reduction, request.as_ref());
+    if grouping.sums() {
+        need.add(
+            "scan.frames_per_position",
+            format!("the pattern sums of {} reader(s)", threads + 1),
+            crate::budget::bytes_of(&[info.width, info.height, threads + 1], 4),
+        );
+    }
+    need.check(&budget)?;
     if let Some(out) = &config.out {
         ensure_dir(out)?;
     }
@@ -187,15 +205,7 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
             Some(request.build(frame, &scan, centre)?)
         }
     };
-    let mut plan = ReducePlan::new(
-        frame,
-        info.pixel,
-        config.reduce.bin,
-        crop,
-        &specs,
-        disc,
-        frames,
-    )?;
+    let mut plan = ReducePlan::new(frame, pixel, config.reduce.bin, crop, &specs, disc, frames)?;
     plan.skip_nonfinite = !config.reduce.keep_nonfinite;
     let plan = Arc::new(plan);
 
@@ -207,6 +217,7 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         progress: hooks.progress.clone(),
         interrupt: Arc::clone(&hooks.interrupt),
         memory_budget: Some(budget),
+        grouping,
     };
     let workers_plan = Arc::clone(&plan);
     let (workers, counters) = run(
@@ -249,6 +260,20 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     );
     report.frames_nonfinite = reducer.frames_nonfinite();
     report.frames_zero_dose = zero_dose;
+    if grouping.sums() {
+        let doses: Vec<f64> = reducer.dose()[..read]
+            .iter()
+            .copied()
+            .filter(|d| d.is_finite())
+            .collect();
+        let mean = doses.iter().sum::<f64>() / doses.len().max(1) as f64;
+        report.frames_per_position = Some(super::report::FramesPerPosition {
+            per_position: grouping.per_position,
+            used: grouping.used,
+            frames_summed: (read * grouping.used) as u64,
+            mean_counts_per_pattern: mean,
+        });
+    }
 
     let recon = match (consumer, &request) {
         (Some(consumer), Some(request)) => {

@@ -38,6 +38,10 @@ pub struct JobReport {
     /// not counted for pushed frames, whose unpushed positions also hold 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub frames_zero_dose: u64,
+    /// With several frames per position: how many, how many were summed, and the dose
+    /// of a summed pattern. The counters above count patterns (positions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_position: Option<FramesPerPosition>,
     /// Frames per second over the whole run (frames processed / wall time).
     pub fps_overall: f64,
     /// Frames per second per stage.
@@ -196,11 +200,25 @@ impl JobReport {
             counters,
             frames_nonfinite: 0,
             frames_zero_dose: 0,
+            frames_per_position: None,
             stages,
             outputs,
             extra: serde_json::Map::new(),
         }
     }
+}
+
+/// Several frames per scan position, in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FramesPerPosition {
+    /// Frames recorded at each position (K).
+    pub per_position: usize,
+    /// Frames summed into each pattern: the first N of every K.
+    pub used: usize,
+    /// Frames read and summed in all.
+    pub frames_summed: u64,
+    /// Mean counts of a summed pattern (electrons per pattern for a counting detector).
+    pub mean_counts_per_pattern: f64,
 }
 
 fn is_zero(v: &u64) -> bool {

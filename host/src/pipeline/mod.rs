@@ -3,6 +3,7 @@
 //! job layer ([`crate::job`]) decides what runs; this module runs it.
 
 pub mod detectors;
+pub mod positions;
 pub mod push;
 pub mod recon;
 pub mod reduce;

@@ -109,6 +109,8 @@ pub struct RunOptions {
     /// The memory the job may use, checked before the first frame ([`crate::budget`]).
     /// `None`: `PTYFLOW_MEMORY_BUDGET`, else 75 % of physical memory.
     pub memory_budget: Option<crate::budget::MemoryBudget>,
+    /// Frames per scan position and how many are summed; indices handed out are positions.
+    pub grouping: super::positions::Grouping,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -121,6 +123,7 @@ impl std::fmt::Debug for RunOptions {
             .field("progress", &self.progress.is_some())
             .field("interrupt", &self.interrupt)
             .field("memory_budget", &self.memory_budget)
+            .field("grouping", &self.grouping)
             .finish()
     }
 }
@@ -135,6 +138,7 @@ impl Default for RunOptions {
             progress: None,
             interrupt: Arc::new(AtomicBool::new(false)),
             memory_budget: None,
+            grouping: super::positions::Grouping::default(),
         }
     }
 }
