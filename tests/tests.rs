@@ -6,3 +6,4 @@ mod memory;
 mod quality;
 mod realdata;
 mod replay;
+mod shrinking;

@@ -66,6 +66,10 @@ pub enum Error {
         /// refused).
         budget: Option<u64>,
     },
+    /// A dump that shrank while it was read: names the file and the first frame that could
+    /// not be read (see "Files that change while mapped" in [`crate::source`]).
+    #[error("{0}")]
+    Changed(crate::source::SourceChanged),
     /// The run was interrupted (Ctrl-C, or the consumer went away).
     #[error("interrupted: {0}")]
     Interrupted(String),

@@ -207,6 +207,8 @@ pub fn estimate_disc(dump: &Dump) -> Result<Option<Disc>> {
             Frame::F32(f) => add(&mut mean, &mut f.iter().map(|&v| v as f64)),
         }
     }
+    // Frames that read as zeros because the file shrank are an error, not a disc.
+    dump.check_frames(0..n)?;
     Ok(find_bright_field(&mean, w, h))
 }
 
@@ -247,6 +249,11 @@ pub fn resolve_scan(config: &ReplayConfig, dump: &Dump) -> Result<(Scan, usize)>
 
 /// Runs a replay: plans the reduction, runs reader, workers and the optional in-order
 /// `consumer`, writes the outputs into `config.out` and returns what it did.
+///
+/// Like an interrupt, a dump that shrinks while it is read is not an `Err` here: the outputs
+/// of the frames before the first lost one are written and
+/// [`Counters::source_changed`](super::Counters::source_changed) says which frame that was;
+/// the caller reports it (`ptyflow replay` fails with [`Error::Changed`], exit code 2).
 pub fn replay(
     config: &ReplayConfig,
     consumer: Option<&mut dyn OrderedConsumer>,
@@ -334,7 +341,13 @@ pub fn replay_dump(
     }
 
     let mut outputs = Vec::new();
-    let read = counters.frames_read as usize;
+    // A dump that shrank: the frames before the first lost one are the result.
+    let read = counters
+        .source_changed
+        .as_ref()
+        .map_or(counters.frames_read as usize, |c| {
+            c.frame.min(counters.frames_read as usize)
+        });
     write_outputs(&config.out, &plan, &reducer, &scan, read, &mut outputs)?;
 
     let mut stages = vec![StageRate::new(

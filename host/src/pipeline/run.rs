@@ -6,6 +6,12 @@
 //! Backpressure, not loss: the channels are bounded, a slow stage blocks the reader, and
 //! nothing is dropped. Shutdown is by dropping the senders. An interrupt (Ctrl-C) stops the
 //! reader between batches; what was handed out is still processed and reported.
+//!
+//! A dump that shrinks while it is read stops the run the same way: every batch is checked
+//! before and after it is processed ([`Dump::check_frames`]); the first frame that could not be
+//! read ends up in [`Counters::source_changed`], the reader stops handing out batches, the
+//! frames before it are all processed, and the caller writes what was computed and then
+//! reports the error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
-use crate::source::{Dump, Frame};
+use crate::source::{Dump, Frame, SourceChanged};
 use crate::{Error, Result};
 
 /// A reduction worker: built once per thread, fed frames in any order.
@@ -93,6 +99,68 @@ pub struct Counters {
     pub reader_blocked_s: f64,
     /// True when the run was interrupted before the end of the dump.
     pub interrupted: bool,
+    /// Set when the dump shrank while it was read: the first frame that could not be read.
+    /// Frames before it were all processed; the run stopped handing out frames when it saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_changed: Option<SourceChanged>,
+}
+
+/// The first frame lost to a dump that shrank, shared by the threads of a run.
+#[derive(Debug, Default)]
+struct Changed {
+    first: std::sync::Mutex<Option<SourceChanged>>,
+    seen: AtomicBool,
+}
+
+impl Changed {
+    /// Keeps the lowest lost frame.
+    fn record(&self, c: SourceChanged) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.as_ref().is_none_or(|f| c.frame < f.frame) {
+            *first = Some(c);
+        }
+        self.seen.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs one batch `first..end` through `each`, checking the dump before and after
+/// ([`Dump::check_frames`]). Frames the file no longer holds are not processed; frames that
+/// were processed while it shrank are reported. Returns the frames processed and whether the
+/// batch lost any. A frame that fails to read because the file shrank reports the change, not
+/// the read error.
+fn checked_batch(
+    dump: &Dump,
+    (first, batch_end): (usize, usize),
+    changed: &Changed,
+    mut each: impl FnMut(usize) -> Result<()>,
+) -> Result<(usize, bool)> {
+    let as_changed = |e: Error, upto: usize| match dump.check_frames(first..upto.max(first + 1)) {
+        Err(Error::Changed(c)) => {
+            changed.record(c);
+            Ok(())
+        }
+        _ => Err(e),
+    };
+    let end = match dump.check_frames(first..batch_end) {
+        Ok(()) => batch_end,
+        Err(Error::Changed(c)) => {
+            let stop = c.frame;
+            changed.record(c);
+            stop
+        }
+        Err(e) => return Err(e),
+    };
+    for index in first..end {
+        if let Err(e) = each(index) {
+            as_changed(e, index + 1)?;
+            return Ok((index - first, true));
+        }
+    }
+    if let Err(e) = dump.check_frames(first..end) {
+        as_changed(e, end)?;
+        return Ok((end - first, true));
+    }
+    Ok((end - first, end < batch_end))
 }
 
 /// Runs `dump` through one worker per thread (made by `make_worker`) and the optional in-order
@@ -116,6 +184,7 @@ where
 
     let processed = AtomicU64::new(0);
     let consumed = AtomicU64::new(0);
+    let changed = Changed::default();
     let bar = progress_bar(opts.progress, total as u64);
     let start = Instant::now();
 
@@ -126,6 +195,7 @@ where
     let outcome = std::thread::scope(|s| -> Result<(Vec<W>, Counters)> {
         let processed = &processed;
         let consumed = &consumed;
+        let changed = &changed;
         // A thread the system cannot start (`--threads` too large) is an error, not a panic.
         let spawn_err =
             |e| Error::memory("--threads", format!("starting a thread: {e}"), None, None);
@@ -141,13 +211,13 @@ where
                     // -> 62k frames/s), and having the reader pre-fault each batch's pages
                     // before sending it (replay of a 2 GB dump 113k -> 80k: one thread faulting
                     // is slower than two workers faulting in parallel).
-                    for (first, end) in rx {
+                    for batch in rx {
                         let t = Instant::now();
-                        for index in first..end {
-                            worker.process(index, reader.frame(index)?)?;
-                        }
+                        let (done, _) = checked_batch(dump, batch, changed, |index| {
+                            worker.process(index, reader.frame(index)?)
+                        })?;
                         busy += t.elapsed();
-                        processed.fetch_add((end - first) as u64, Ordering::Relaxed);
+                        processed.fetch_add(done as u64, Ordering::Relaxed);
                     }
                     Ok((worker, busy))
                 })
@@ -161,13 +231,19 @@ where
             std::thread::Builder::new().spawn_scoped(s, move || -> Result<Duration> {
                 let mut reader = dump.reader();
                 let mut busy = Duration::ZERO;
-                for (first, end) in rx {
-                    let t = Instant::now();
-                    for index in first..end {
-                        c.consume(index, reader.frame(index)?)?;
+                let mut lost = false;
+                for batch in rx {
+                    // In order: after the first lost frame, none is consumed.
+                    if lost {
+                        continue;
                     }
+                    let t = Instant::now();
+                    let done;
+                    (done, lost) = checked_batch(dump, batch, changed, |index| {
+                        c.consume(index, reader.frame(index)?)
+                    })?;
                     busy += t.elapsed();
-                    consumed.fetch_add((end - first) as u64, Ordering::Relaxed);
+                    consumed.fetch_add(done as u64, Ordering::Relaxed);
                 }
                 Ok(busy)
             })
@@ -182,6 +258,9 @@ where
         while read < total {
             if opts.interrupt.load(Ordering::Relaxed) {
                 interrupted = true;
+                break;
+            }
+            if changed.seen.load(Ordering::Relaxed) {
                 break;
             }
             let end = (read + batch).min(total);
@@ -242,10 +321,21 @@ where
             consume_busy_s: consume_busy.as_secs_f64(),
             reader_blocked_s: blocked.as_secs_f64(),
             interrupted,
+            source_changed: None,
         };
         Ok((finished, counters))
     })?;
-    let (workers, counters) = outcome;
+    let (workers, mut counters) = outcome;
+    if let Some(mut c) = changed
+        .first
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
+        // Every frame before the first lost one was processed exactly once.
+        c.processed_after = counters.frames_processed.saturating_sub(c.frame as u64);
+        counters.source_changed = Some(c);
+        return Ok((workers, counters));
+    }
     if counters.frames_processed != counters.frames_read {
         return Err(Error::Interrupted(format!(
             "{} frames read but {} processed",
