@@ -8,3 +8,4 @@ mod quality;
 mod realdata;
 mod replay;
 mod serpentine;
+mod shrinking;

@@ -69,6 +69,10 @@ pub enum Error {
         /// refused).
         budget: Option<u64>,
     },
+    /// A dump that shrank while it was read: names the file and the first frame that could
+    /// not be read (see "Files that change while mapped" in [`crate::source`]).
+    #[error("{0}")]
+    Changed(crate::source::SourceChanged),
     /// The run was interrupted on request (Ctrl-C, or the embedding program's flag). What was
     /// computed up to then is kept.
     #[error("interrupted: {0}")]

@@ -61,8 +61,15 @@ fn int_frame<T: Copy + Into<u32>>(px: &[T], sum: &mut u128, min: &mut u32, max: 
     *sum += u128::from(s);
 }
 
-/// Reads every frame of `dump` and totals its pixels.
+/// Reads every frame of `dump` and totals its pixels; an error if the file shrank meanwhile.
 pub fn totals(dump: &Dump) -> Result<Totals> {
+    let totals = read_totals(dump);
+    // Frames that read as zeros because the file shrank are that error, not data.
+    dump.check_frames(0..dump.info().frames)?;
+    totals
+}
+
+fn read_totals(dump: &Dump) -> Result<Totals> {
     let info = dump.info();
     let mut reader = dump.reader();
     if info.pixel.is_integer() {

@@ -391,6 +391,10 @@ pub fn run(args: Args) -> Result<()> {
         r.fps_overall,
         args.out.display()
     );
+    if let Some(changed) = &r.counters.source_changed {
+        // As after Ctrl-C, what was computed is written; then the error (exit code 2).
+        return Err(Error::Changed(changed.clone()));
+    }
     if r.counters.interrupted {
         return Err(Error::Interrupted(format!(
             "stopped after {} of {} frames; what was computed is in {}",

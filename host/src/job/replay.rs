@@ -109,7 +109,9 @@ pub(super) fn parameters(config: &JobConfig, threads: usize, batch: usize) -> se
 /// order of its steps). With `config.out`, the reduction's outputs are written as soon as the
 /// frames are done, the reconstruction's after its sweeps, then `report.json`. An interrupt
 /// ([`Hooks::interrupt`]) ends the run early with `report.counters.interrupted` set and
-/// everything computed written.
+/// everything computed written; so does a dump that shrinks while it is read
+/// (`report.counters.source_changed` names the first frame lost; the CLI then fails with
+/// [`Error::Changed`], exit code 2).
 pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     config.validate()?;
     let Source::Dump(source) = &config.source else {
@@ -229,7 +231,15 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         &opts,
     )?;
     let reducer = merge_reducers(workers)?;
-    let arrays = reduction_outputs(&plan, &reducer, &scan, counters.frames_read as usize)?;
+    // A dump that shrank: the positions before the first lost frame are the result (the
+    // caller reports the change, as after an interrupt).
+    let read = counters
+        .source_changed
+        .as_ref()
+        .map_or(counters.frames_read as usize, |c| {
+            (c.frame / grouping.per_position).min(counters.frames_read as usize)
+        });
+    let arrays = reduction_outputs(&plan, &reducer, &scan, read)?;
     let mut outputs = Vec::new();
     if let Some(out) = &config.out {
         write_arrays(out, &arrays, &mut outputs)?;
@@ -245,7 +255,6 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         zero_copy: info.zero_copy,
         notes: info.notes.clone(),
     };
-    let read = counters.frames_read as usize;
     let zero_dose = reducer.dose()[..read].iter().filter(|&&d| d == 0.0).count() as u64;
     let mut report = JobReport::new(
         Some(dump_summary),

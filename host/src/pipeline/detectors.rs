@@ -230,6 +230,8 @@ pub fn estimate_disc(dump: &crate::source::Dump) -> Result<Option<Disc>> {
             crate::source::Frame::F32(f) => add(&mut mean, &mut f.iter().map(|&v| v as f64)),
         }
     }
+    // Frames that read as zeros because the file shrank are an error, not a disc.
+    dump.check_frames(0..n)?;
     Ok(find_bright_field(&mean, w, h))
 }
 

@@ -6,6 +6,12 @@
 //! Backpressure, not loss: the channels are bounded, a slow stage blocks the reader, and
 //! nothing is dropped. Shutdown is by dropping the senders. An interrupt (Ctrl-C) stops the
 //! reader between batches; what was handed out is still processed and reported.
+//!
+//! A dump that shrinks while it is read stops the run the same way: every batch is checked
+//! before and after it is processed ([`Dump::check_frames`]); the first frame that could not be
+//! read ends up in [`Counters::source_changed`], the reader stops handing out batches, the
+//! frames before it are all processed, and the caller writes what was computed and then
+//! reports the error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
-use crate::source::{Dump, Frame};
+use super::positions::PatternReader;
+use crate::source::{Dump, Frame, SourceChanged};
 use crate::{Error, Result};
 
 /// A reduction worker: built once per thread, fed frames in any order.
@@ -164,6 +171,71 @@ pub struct Counters {
     pub reader_blocked_s: f64,
     /// True when the run was interrupted before the end of the dump.
     pub interrupted: bool,
+    /// Set when the dump shrank while it was read: the first frame that could not be read.
+    /// Frames before it were all processed; the run stopped handing out frames when it saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_changed: Option<SourceChanged>,
+}
+
+/// The first frame lost to a dump that shrank, shared by the threads of a run.
+#[derive(Debug, Default)]
+struct Changed {
+    first: std::sync::Mutex<Option<SourceChanged>>,
+    seen: AtomicBool,
+}
+
+impl Changed {
+    /// Keeps the lowest lost frame.
+    fn record(&self, c: SourceChanged) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.as_ref().is_none_or(|f| c.frame < f.frame) {
+            *first = Some(c);
+        }
+        self.seen.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs one batch `first..end` of positions (`k` frames each) through `each`, checking the
+/// dump's frames of those positions before and after ([`Dump::check_frames`]). Frames the file no longer holds are not processed; frames that
+/// were processed while it shrank are reported. Returns the frames processed and whether the
+/// batch lost any. A frame that fails to read because the file shrank reports the change, not
+/// the read error.
+fn checked_batch(
+    dump: &Dump,
+    (first, batch_end): (usize, usize),
+    k: usize,
+    changed: &Changed,
+    mut each: impl FnMut(usize) -> Result<()>,
+) -> Result<(usize, bool)> {
+    let frames = |a: usize, b: usize| a * k..b * k;
+    let as_changed =
+        |e: Error, upto: usize| match dump.check_frames(frames(first, upto.max(first + 1))) {
+            Err(Error::Changed(c)) => {
+                changed.record(c);
+                Ok(())
+            }
+            _ => Err(e),
+        };
+    let end = match dump.check_frames(frames(first, batch_end)) {
+        Ok(()) => batch_end,
+        Err(Error::Changed(c)) => {
+            let stop = c.frame / k;
+            changed.record(c);
+            stop
+        }
+        Err(e) => return Err(e),
+    };
+    for index in first..end {
+        if let Err(e) = each(index) {
+            as_changed(e, index + 1)?;
+            return Ok((index - first, true));
+        }
+    }
+    if let Err(e) = dump.check_frames(frames(first, end)) {
+        as_changed(e, end)?;
+        return Ok((end - first, true));
+    }
+    Ok((end - first, end < batch_end))
 }
 
 /// Runs `dump` through one worker per thread (made by `make_worker`) and the optional in-order
@@ -180,13 +252,14 @@ where
 {
     let threads = opts.threads.max(1);
     let batch = opts.batch_frames.max(1);
-    let total = opts
-        .limit
-        .map_or(dump.info().frames, |l| l.min(dump.info().frames));
+    let patterns = dump.info().frames / opts.grouping.per_position;
+    let total = opts.limit.map_or(patterns, |l| l.min(patterns));
     let workers: Vec<W> = (0..threads).map(|_| make_worker()).collect::<Result<_>>()?;
 
     let processed = AtomicU64::new(0);
     let consumed = AtomicU64::new(0);
+    let changed = Changed::default();
+    let k = opts.grouping.per_position;
     let progress = opts.progress.as_deref();
     report(progress, |p| p.start("frames", total as u64));
     let start = Instant::now();
@@ -198,6 +271,7 @@ where
     let outcome = std::thread::scope(|s| -> Result<(Vec<W>, Counters)> {
         let processed = &processed;
         let consumed = &consumed;
+        let changed = &changed;
         // A thread the system cannot start (`--threads` too large) is an error, not a panic.
         let spawn_err =
             |e| Error::memory("run.threads", format!("starting a thread: {e}"), None, None);
@@ -206,20 +280,20 @@ where
             .map(|mut worker| {
                 let rx = work_rx.clone();
                 std::thread::Builder::new().spawn_scoped(s, move || -> Result<(W, Duration)> {
-                    let mut reader = dump.reader();
+                    let mut reader = PatternReader::new(dump, opts.grouping)?;
                     let mut busy = Duration::ZERO;
                     // Measured and dropped (issue 6, 256 × 256 u16, bin 4 + 16 detectors, 2
                     // workers): software-prefetching the next frame here (W1 from the map 91k
                     // -> 62k frames/s), and having the reader pre-fault each batch's pages
                     // before sending it (replay of a 2 GB dump 113k -> 80k: one thread faulting
                     // is slower than two workers faulting in parallel).
-                    for (first, end) in rx {
+                    for batch in rx {
                         let t = Instant::now();
-                        for index in first..end {
-                            worker.process(index, reader.frame(index)?)?;
-                        }
+                        let (done, _) = checked_batch(dump, batch, k, changed, |index| {
+                            worker.process(index, reader.pattern(index)?)
+                        })?;
                         busy += t.elapsed();
-                        processed.fetch_add((end - first) as u64, Ordering::Relaxed);
+                        processed.fetch_add(done as u64, Ordering::Relaxed);
                     }
                     Ok((worker, busy))
                 })
@@ -231,15 +305,21 @@ where
         let consumer_handle = consumer.take().map(|c| {
             let rx = order_rx.clone();
             std::thread::Builder::new().spawn_scoped(s, move || -> Result<Duration> {
-                let mut reader = dump.reader();
+                let mut reader = PatternReader::new(dump, opts.grouping)?;
                 let mut busy = Duration::ZERO;
-                for (first, end) in rx {
-                    let t = Instant::now();
-                    for index in first..end {
-                        c.consume(index, reader.frame(index)?)?;
+                let mut lost = false;
+                for batch in rx {
+                    // In order: after the first lost frame, none is consumed.
+                    if lost {
+                        continue;
                     }
+                    let t = Instant::now();
+                    let done;
+                    (done, lost) = checked_batch(dump, batch, k, changed, |index| {
+                        c.consume(index, reader.pattern(index)?)
+                    })?;
                     busy += t.elapsed();
-                    consumed.fetch_add((end - first) as u64, Ordering::Relaxed);
+                    consumed.fetch_add(done as u64, Ordering::Relaxed);
                 }
                 Ok(busy)
             })
@@ -254,6 +334,9 @@ where
         while read < total {
             if opts.interrupt.load(Ordering::Relaxed) {
                 interrupted = true;
+                break;
+            }
+            if changed.seen.load(Ordering::Relaxed) {
                 break;
             }
             let end = (read + batch).min(total);
@@ -303,10 +386,21 @@ where
             consume_busy_s: consume_busy.as_secs_f64(),
             reader_blocked_s: blocked.as_secs_f64(),
             interrupted,
+            source_changed: None,
         };
         Ok((finished, counters))
     })?;
-    let (workers, counters) = outcome;
+    let (workers, mut counters) = outcome;
+    if let Some(mut c) = changed
+        .first
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
+        // Every frame before the first lost one was processed exactly once.
+        c.processed_after = counters.frames_processed.saturating_sub(c.frame as u64);
+        counters.source_changed = Some(c);
+        return Ok((workers, counters));
+    }
     if counters.frames_processed != counters.frames_read {
         return Err(Error::Pipeline(format!(
             "{} frames read but {} processed",

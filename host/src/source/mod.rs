@@ -45,15 +45,21 @@
 //! offset, when it is reached.
 //!
 //! # Files that change while mapped
-//! The map assumes nobody truncates or rewrites the file while it is open (detector dumps are
-//! written once, then replayed). If another process truncates it anyway, reading a page past
-//! the new end raises `SIGBUS` and the process dies; ptyflow cannot turn that into an error.
+//! Detector dumps are written once, then replayed; the map assumes nobody rewrites them in
+//! place (frames would show the new bytes). A dump that is **truncated** while it is read is
+//! an error, never a signal and never frames of zeros: on Linux a `SIGBUS` guard turns a read
+//! past the new end into zeros and records it, and [`Dump::check_frames`], which the pipeline
+//! calls for every batch, reports the first frame that could not be read
+//! ([`Error::Changed`](crate::Error::Changed), naming the file, the frame and its byte
+//! offset). The `guard` module's docs say how, why, what it costs and its limits.
 
 mod empad;
+mod guard;
 mod mib;
 mod raw;
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -309,8 +315,66 @@ pub struct Dump {
     info: DumpInfo,
     decode: Decode,
     mib: Option<mib::HeaderCheck>,
+    /// The open file, to see its size now ([`Dump::check_frames`]).
+    file: File,
+    /// Declared before `map`: fields drop in order, so the map is unregistered from the
+    /// fault handler before it is unmapped.
+    guard: guard::Guard,
     map: Mmap,
 }
+
+/// A dump that shrank (or lost pages) while it was read: the first frame that could not be
+/// read. Carried by [`Error::Changed`](crate::Error::Changed) and by the pipeline's counters
+/// ([`crate::pipeline::Counters::source_changed`]), which write it into `report.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceChanged {
+    /// The data file.
+    pub path: PathBuf,
+    /// The first frame that could not be read (0-based, file order).
+    pub frame: usize,
+    /// Byte offset in the file where that frame starts.
+    pub offset: u64,
+    /// File size when it was opened.
+    pub opened_bytes: u64,
+    /// File size when the change was seen.
+    pub file_bytes: u64,
+    /// Byte offset of the lowest page that vanished under the map while it was read, if the
+    /// fault guard saw one.
+    pub fault_offset: Option<u64>,
+    /// Frames at or after `frame` that the pipeline had already processed when it saw the
+    /// change (read while the file was shrinking); they are in the pattern statistics
+    /// (`mean`, `var`), with the pixels past the new end read as 0. Set by the pipeline.
+    pub processed_after: u64,
+}
+
+impl std::fmt::Display for SourceChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the file changed while it was read: frame {} (at byte {}) and the frames \
+             after it could not be read; the file had {} bytes when it was opened and has {} now",
+            self.path.display(),
+            self.frame,
+            self.offset,
+            self.opened_bytes,
+            self.file_bytes
+        )?;
+        if let Some(at) = self.fault_offset {
+            write!(f, " (the page at byte {at} vanished while mapped)")?;
+        }
+        if self.processed_after > 0 {
+            write!(
+                f,
+                "; {} frames at or after it were being read as it shrank and are in the mean \
+                 and variance with their missing pixels read as 0",
+                self.processed_after
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SourceChanged {}
 
 const NATIVE_BIG: bool = cfg!(target_endian = "big");
 
@@ -383,22 +447,24 @@ impl Dump {
             ));
         }
         // SAFETY: `Mmap::map` is unsafe because the mapped bytes can change if the file is
-        // modified or truncated while mapped. The map is read-only and ptyflow assumes dumps are
-        // complete, write-once files that nobody changes while they are replayed (module docs).
-        // If one is modified anyway, frames may show the new bytes (any bit pattern is a valid
-        // u8/u16/u32/f32); if it is truncated, reading past the new end raises SIGBUS.
+        // modified or truncated while mapped. The map is read-only; if the file is modified,
+        // frames may show the new bytes (any bit pattern is a valid u8/u16/u32/f32). If it is
+        // truncated, a read past the new end faults; the `guard` module (registered in
+        // `from_plan`) maps zeros there instead and `check_frames` reports the frames lost.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
         #[cfg(unix)]
         {
             // Replay reads front to back: ask for aggressive read-ahead. Only a hint.
             let _ = map.advise(memmap2::Advice::Sequential);
         }
+        // Guarded from here on: a read of a page that vanishes sees zeros, not SIGBUS.
+        let guard = guard::Guard::register(&map);
         let (plan, xml) = match format {
             Format::Raw => (raw::plan(&path, &opts.raw)?, None),
             Format::Mib => (mib::plan(&path, &map)?, None),
             Format::Empad => empad::plan(&path)?,
         };
-        let mut dump = Self::from_plan(plan, size, map)?;
+        let mut dump = Self::from_plan(plan, size, file, guard, map)?;
         if format == Format::Empad {
             let (scan, note) = empad::resolve_scan(&path, xml.as_ref(), dump.info.frames);
             dump.info.scan = scan;
@@ -406,17 +472,21 @@ impl Dump {
         }
         if let Some(check) = &dump.mib {
             let last = dump.info.frames - 1;
-            check.check(
+            let header = check.check(
                 &dump.info.path,
                 &dump.map,
                 last,
                 dump.info.header_bytes + last as u64 * dump.info.stride,
-            )?;
+            );
+            // A header that reads as zeros because the file just shrank is that, not a bad
+            // header.
+            dump.check_frames(last..last + 1)?;
+            header?;
         }
         Ok(dump)
     }
 
-    fn from_plan(p: Plan, size: u64, map: Mmap) -> Result<Dump> {
+    fn from_plan(p: Plan, size: u64, file: File, guard: guard::Guard, map: Mmap) -> Result<Dump> {
         let stride = p.frame_header_bytes + p.frame_bytes + p.frame_footer_bytes;
         if p.header_bytes > size {
             return Err(Error::file(
@@ -487,6 +557,13 @@ impl Dump {
             }
             Decode::I32ToF32 { .. } | Decode::MibR64 { .. } => false,
         };
+        if !guard.is_active() && cfg!(any(target_os = "linux", target_os = "android")) {
+            notes.push(format!(
+                "more than {} dumps are open: this one is not guarded against truncation while \
+                 it is read (a read past a new end would raise SIGBUS)",
+                guard::SLOTS
+            ));
+        }
         Ok(Dump {
             info: DumpInfo {
                 path: p.path,
@@ -509,8 +586,50 @@ impl Dump {
             },
             decode: p.decode,
             mib: p.mib,
+            file,
+            guard,
             map,
         })
+    }
+
+    /// Checks that frames `frames` are still intact: the file still holds them and none of
+    /// their pages vanished while mapped (see "Files that change while mapped" in the module
+    /// docs). Call it after reading the frames (the pipeline calls it for every batch, before
+    /// and after processing it). Costs one `fstat` and an atomic load; never allocates unless
+    /// it fails.
+    ///
+    /// Errors: [`Error::Changed`] naming the first frame of `frames` that is not intact; an
+    /// I/O error if the file's size cannot be read.
+    pub fn check_frames(&self, frames: Range<usize>) -> Result<()> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let info = &self.info;
+        let fault = self.guard.first_fault();
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&info.path, e))?
+            .len();
+        // Frames wholly inside the file now, and the first frame that overlaps a lost page.
+        let whole = now.saturating_sub(info.header_bytes) / info.stride;
+        let faulted = fault.map_or(u64::MAX, |at| {
+            at.saturating_sub(info.header_bytes) / info.stride
+        });
+        let first_bad = whole.min(faulted);
+        if first_bad >= frames.end as u64 {
+            return Ok(());
+        }
+        let frame = (first_bad as usize).max(frames.start);
+        Err(Error::Changed(SourceChanged {
+            path: info.path.clone(),
+            frame,
+            offset: info.header_bytes + frame as u64 * info.stride,
+            opened_bytes: info.file_bytes,
+            file_bytes: now,
+            fault_offset: fault,
+            processed_after: 0,
+        }))
     }
 
     /// What the dump holds.

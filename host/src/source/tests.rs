@@ -664,3 +664,127 @@ fn detection_without_any_hint_names_the_flags() {
         assert!(e.contains(n), "`{n}` missing: {e}");
     }
 }
+
+// ---------------------------------------------------------------- files that shrink (issue 16)
+
+/// A raw u16 dump of `frames` frames of 64 × 64 (8 KiB: two pages each), frame `f` filled
+/// with `f + 1`; returns its path.
+fn write_paged_raw(dir: &Path, frames: usize) -> PathBuf {
+    let path = dir.join("shrinks.raw");
+    let bytes: Vec<u8> = (0..frames)
+        .flat_map(|f| std::iter::repeat_n(f as u16 + 1, 64 * 64))
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&path, bytes).unwrap();
+    RawSidecar::new(64, 64, RawDtype::U16).write(&path).unwrap();
+    path
+}
+
+fn shrink(path: &Path, bytes: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(bytes)
+        .unwrap();
+}
+
+#[test]
+fn issue16_a_truncated_dump_reads_zeros_not_sigbus_and_check_names_the_frame() {
+    let dir = tmp();
+    let path = write_paged_raw(dir.path(), 8);
+    let dump = open(&path).unwrap();
+    assert!(dump.info().zero_copy);
+    let mut r = dump.reader();
+    // Touch every page first, so they are in the map before the file shrinks.
+    for i in 0..8 {
+        assert!(matches!(r.frame(i).unwrap(), Frame::U16(p) if p[4095] == i as u16 + 1));
+    }
+    dump.check_frames(0..8).unwrap();
+    // 3.25 frames are left: frame 3's first page is half there, the rest is gone.
+    let stride = dump.info().stride;
+    shrink(&path, 3 * stride + stride / 4);
+    for i in 0..8 {
+        // Past the new end: the guard maps zeros instead of letting SIGBUS kill the test.
+        let Frame::U16(p) = r.frame(i).unwrap() else {
+            panic!()
+        };
+        let sum: u64 = p.iter().map(|&v| u64::from(v)).sum();
+        if i >= 4 {
+            assert_eq!(sum, 0, "frame {i}");
+        }
+    }
+    dump.check_frames(0..3).unwrap();
+    let e = dump.check_frames(0..8).unwrap_err();
+    let Error::Changed(c) = &e else { panic!("{e}") };
+    assert_eq!((c.frame, c.offset), (3, 3 * stride));
+    assert_eq!(
+        (c.opened_bytes, c.file_bytes),
+        (8 * stride, 3 * stride + stride / 4)
+    );
+    // Frame 3's second page (4 KiB pages) is the first that vanished; its first page holds
+    // the new end and reads as zeros past it, without a fault.
+    assert_eq!(c.fault_offset, Some(3 * stride + stride / 2));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("shrinks.raw") && msg.contains("frame 3 (at byte 24576)"),
+        "{msg}"
+    );
+    // A range that starts past the loss names its own first frame.
+    let Err(Error::Changed(c)) = dump.check_frames(5..8) else {
+        panic!()
+    };
+    assert_eq!(c.frame, 5);
+}
+
+#[test]
+fn issue16_a_fault_is_reported_even_if_the_file_grows_back() {
+    let dir = tmp();
+    let path = write_paged_raw(dir.path(), 4);
+    let dump = open(&path).unwrap();
+    let stride = dump.info().stride;
+    shrink(&path, 2 * stride);
+    let mut r = dump.reader();
+    let Frame::U16(p) = r.frame(3).unwrap() else {
+        panic!()
+    };
+    assert!(p.iter().all(|&v| v == 0));
+    shrink(&path, 4 * stride);
+    let Err(Error::Changed(c)) = dump.check_frames(0..4) else {
+        panic!()
+    };
+    assert_eq!((c.frame, c.fault_offset), (3, Some(3 * stride)));
+    dump.check_frames(0..3).unwrap();
+}
+
+#[test]
+fn issue16_a_shrunk_merlin_file_is_a_change_not_a_bad_header() {
+    let dir = tmp();
+    let path = dir.path().join("a.mib");
+    write_mib_u16(&path, 40, 64, 64);
+    let dump = open(&path).unwrap();
+    let stride = dump.info().stride;
+    shrink(&path, 10 * stride + 100);
+    let mut r = dump.reader();
+    // The header of frame 30 now reads as zeros: a bad magic for the reader …
+    assert!(err(r.frame(30)).contains("magic"));
+    // … and the check says why.
+    let Err(Error::Changed(c)) = dump.check_frames(30..31) else {
+        panic!()
+    };
+    assert_eq!(c.frame, 30);
+    // Opening what is left is the ordinary size error.
+    assert!(err(open(&path)).contains("not a whole number of frames"));
+}
+
+#[test]
+fn issue16_dropping_a_dump_unregisters_its_map() {
+    // More dumps than the guard has slots, opened and dropped one after another: each frees
+    // its slot, so all are guarded.
+    let dir = tmp();
+    let path = write_paged_raw(dir.path(), 1);
+    for _ in 0..2 * super::guard::SLOTS {
+        let dump = open(&path).unwrap();
+        assert!(dump.info().notes.is_empty(), "{:?}", dump.info().notes);
+    }
+}

@@ -876,3 +876,68 @@ fn issue_20_a_step_in_the_wrong_unit_exits_2_naming_it() {
     let run = ptyflow(args(&["--memory-budget", "1G"]));
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// Issue 16: a dump truncated while `ptyflow replay` reads it (400 frames paced at 200
+/// frames/s; cut to 200½ frames as soon as the output folder appears, which `replay` creates
+/// after opening the dump, about a second before the reader reaches frame 200).
+#[test]
+fn issue16_a_dump_truncated_during_replay_exits_2_naming_the_frame_with_outputs_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("shrinking.raw");
+    let (w, h, n, scan) = (8, 8, 400, (20, 20));
+    let frames: Vec<Vec<u16>> = (0..n)
+        .map(|f| (0..w * h).map(|i| ((f * 7 + i) % 50 + 1) as u16).collect())
+        .collect();
+    write_raw_u16(&dump, w, h, &frames, scan);
+    let out = dir.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_ptyflow"))
+        .arg("replay")
+        .arg(&dump)
+        .arg("--out")
+        .arg(&out)
+        .args(["--fps", "200", "--batch", "8", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no output folder"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stride = (w * h * 2) as u64;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&dump)
+        .unwrap()
+        .set_len(200 * stride + stride / 2)
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("shrinking.raw") && stderr.contains("frame 200 (at byte 25600)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // As after Ctrl-C: the report and the outputs of the frames before the loss.
+    let v = report(&out);
+    assert_eq!(v["source_changed"]["frame"], 200, "{v}");
+    assert_eq!(v["source_changed"]["processed_after"], 0, "{v}");
+    assert_eq!(v["frames_processed"], 200, "{v}");
+    let (shape, dose) = npy(&out, "dose");
+    assert_eq!(shape, [scan.0, scan.1]);
+    for (f, frame) in frames[..200].iter().enumerate() {
+        let sum: u32 = frame.iter().map(|&p| u32::from(p)).sum();
+        assert_eq!(dose[f], sum as f32, "frame {f}");
+    }
+    assert!(
+        dose[200..].iter().all(|v| v.is_nan()),
+        "no value past the loss"
+    );
+    assert!(out.join("mean.npy").is_file() && out.join("dose.png").is_file());
+}
