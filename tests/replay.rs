@@ -443,3 +443,139 @@ fn nonfinite_frames_are_counted_and_left_out() {
     let mean = kept.arrays.iter().find(|a| a.name == "mean").unwrap();
     assert!(mean.data[17].is_nan() && mean.data[200].is_infinite());
 }
+
+/// Issue 19 item 1: a dump with K = 8 frames per position replays with N = 8, 4, 2, 1 into
+/// statistics, dose and detector images equal to summing the first N frames of every
+/// position by hand; the report states K, N and the counts of a summed pattern.
+#[test]
+fn frames_per_position_sum_the_first_n_of_every_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("k8.raw");
+    let (rows, cols, k, side) = (3usize, 4usize, 8usize, 16usize);
+    let mut rng = Rng(19);
+    let frames: Vec<Vec<u16>> = (0..rows * cols * k)
+        .map(|_| {
+            (0..side * side)
+                .map(|_| (rng.next() % 4000) as u16)
+                .collect()
+        })
+        .collect();
+    let bytes: Vec<u8> = frames
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&dump, bytes).unwrap();
+    std::fs::write(
+        dir.path().join("k8.raw.json"),
+        r#"{"format": "raw", "width": 16, "height": 16, "dtype": "u16", "scan": [3, 4]}"#,
+    )
+    .unwrap();
+    for n in [8usize, 4, 2, 1] {
+        let mut config = JobConfig::dump(&dump);
+        config.scan.frames_per_position = k;
+        config.scan.use_frames = Some(n);
+        config.reduce.detectors = vec![VirtualSpec::BrightField];
+        config.reduce.center = Some([7.5, 7.5]);
+        config.reduce.bf_radius = Some(5.0);
+        config.run.threads = Some(2);
+        config.run.batch_frames = Some(3);
+        let outcome = replay(&config).unwrap();
+        // By hand: the pattern of each position.
+        let patterns: Vec<Vec<u64>> = (0..rows * cols)
+            .map(|p| {
+                (0..side * side)
+                    .map(|px| (0..n).map(|j| u64::from(frames[p * k + j][px])).sum())
+                    .collect()
+            })
+            .collect();
+        let r = &outcome.report;
+        assert_eq!(r.counters.frames_processed, (rows * cols) as u64, "N = {n}");
+        let fpp = r.frames_per_position.as_ref().expect("reported");
+        assert_eq!((fpp.per_position, fpp.used), (k, n));
+        assert_eq!(fpp.frames_summed, (rows * cols * n) as u64);
+        let dose = outcome.arrays.iter().find(|a| a.name == "dose").unwrap();
+        for (p, pattern) in patterns.iter().enumerate() {
+            assert_eq!(
+                dose.data[p] as f64,
+                pattern.iter().sum::<u64>() as f64,
+                "N = {n}"
+            );
+        }
+        let mean =
+            |px: usize| patterns.iter().map(|f| f[px] as f64).sum::<f64>() / patterns.len() as f64;
+        let got = outcome.arrays.iter().find(|a| a.name == "mean").unwrap();
+        for px in 0..side * side {
+            assert!(
+                (got.data[px] as f64 - mean(px)).abs() <= 1e-3,
+                "N = {n}, mean[{px}]"
+            );
+        }
+        let bf = outcome
+            .arrays
+            .iter()
+            .find(|a| a.name == "virtual_bf")
+            .unwrap();
+        assert!(bf.data.iter().all(|v| v.is_finite() && *v > 0.0));
+        let want_mean_dose = patterns
+            .iter()
+            .map(|f| f.iter().sum::<u64>() as f64)
+            .sum::<f64>()
+            / patterns.len() as f64;
+        assert!((fpp.mean_counts_per_pattern - want_mean_dose).abs() < 1e-6 * want_mean_dose);
+    }
+    // A frame count that is not positions × K is refused, naming the field.
+    let mut config = JobConfig::dump(&dump);
+    config.scan.frames_per_position = 5;
+    let e = replay(&config).unwrap_err().to_string();
+    assert!(
+        e.contains("scan.shape") && e.contains("5 frames per position"),
+        "{e}"
+    );
+    config.scan.frames_per_position = 8;
+    config.scan.use_frames = Some(9);
+    let e = replay(&config).unwrap_err().to_string();
+    assert!(e.contains("scan.use_frames"), "{e}");
+}
+
+/// Issue 19 item 1 through the CLI with the reconstruction: the fixture with every frame
+/// recorded twice, replayed with `--frames-per-position 2 --use 1`, reconstructs exactly the
+/// fixture's object (and with `--use 2`, the same object from twice the counts, close).
+#[test]
+fn frames_per_position_feed_the_reconstruction() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = ptyflow_suite::workspace_root().join("fixtures/mos2-defocus/scan.raw");
+    let bytes = std::fs::read(&fixture).unwrap();
+    let frame = bytes.len() / 100;
+    let doubled: Vec<u8> = bytes
+        .chunks_exact(frame)
+        .flat_map(|f| f.iter().chain(f.iter()).copied())
+        .collect();
+    let dump = dir.path().join("twice.raw");
+    std::fs::write(&dump, doubled).unwrap();
+    let mut sidecar: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.with_extension("raw.json")).unwrap())
+            .unwrap();
+    sidecar["frames"] = 200.into();
+    std::fs::write(dir.path().join("twice.raw.json"), sidecar.to_string()).unwrap();
+    let run = |dump: &Path, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let (d, o) = (dump.display().to_string(), out.display().to_string());
+        let mut argv = vec!["ptyflow", "replay", &d, "--recon", "epie", "--sweeps", "3"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["--threads", "1", "-q", "--out", &o]);
+        assert_eq!(ptyflow::cli::main_with_args(&argv), 0, "{argv:?}");
+        std::fs::read(out.join("object.npy")).unwrap()
+    };
+    let plain = run(&fixture, "plain", &[]);
+    let once = run(&dump, "once", &["--frames-per-position", "2", "--use", "1"]);
+    assert!(
+        plain == once,
+        "one of two identical frames per position changed the object"
+    );
+    let twice = run(&dump, "twice", &["--frames-per-position", "2"]);
+    assert!(
+        plain != twice,
+        "summing two frames should change the counts"
+    );
+}
