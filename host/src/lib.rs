@@ -7,6 +7,8 @@ pub mod capi;
 pub mod cli;
 pub mod error;
 pub mod fourier;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod optics;
 pub mod output;
