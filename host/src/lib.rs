@@ -8,6 +8,8 @@ pub mod capi;
 pub mod cli;
 pub mod error;
 pub mod fourier;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod job;
 pub mod metrics;
 pub mod optics;

@@ -273,7 +273,7 @@ pub fn parse_scan(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-fn parse_pair(s: &str) -> Result<(f64, f64), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(f64, f64), String> {
     let (a, b) = s
         .split_once(',')
         .ok_or_else(|| format!("`{s}`: expected X,Y"))?;
@@ -283,7 +283,7 @@ fn parse_pair(s: &str) -> Result<(f64, f64), String> {
     }
 }
 
-fn parse_crop(s: &str) -> Result<(usize, usize, usize, usize), String> {
+pub(crate) fn parse_crop(s: &str) -> Result<(usize, usize, usize, usize), String> {
     let v: Vec<usize> = s
         .split(',')
         .map(|t| t.trim().parse::<usize>())

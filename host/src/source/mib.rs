@@ -259,16 +259,30 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
             format!("frame 0: frame size {w}×{h} has no pixels"),
         ));
     }
+    // Width and height are up to 19 digits each: their product, in bits, must fit (a frame
+    // larger than the file is refused later, by the size check).
+    let bits_of = |bits_per_pixel: usize| {
+        w.checked_mul(h)
+            .and_then(|n| n.checked_mul(bits_per_pixel))
+            .filter(|&b| b / 8 <= isize::MAX as usize)
+            .ok_or_else(|| {
+                Error::format(
+                    path,
+                    first.at[4] as u64,
+                    format!("frame 0: frame size {w}×{h} is too large to address"),
+                )
+            })
+    };
     let depth_note = depth.map_or(String::new(), |d| format!(", counter depth {d}"));
     let dtype_at = first.at[6] as u64;
     let (decode, pixel, width, height, frame_bytes, stored) = match &first.dtype {
-        b"U08" => (Decode::U8, PixelKind::U8, w, h, w * h, "U08"),
+        b"U08" => (Decode::U8, PixelKind::U8, w, h, bits_of(8)? / 8, "U08"),
         b"U16" => (
             Decode::U16 { big: true },
             PixelKind::U16,
             w,
             h,
-            w * h * 2,
+            bits_of(16)? / 8,
             "U16",
         ),
         b"U32" => (
@@ -276,7 +290,7 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
             PixelKind::U32,
             w,
             h,
-            w * h * 4,
+            bits_of(32)? / 8,
             "U32",
         ),
         b"R64" => {
@@ -319,7 +333,8 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
                     ));
                 }
             };
-            if (w * h * bits) % 64 != 0 {
+            let frame_bits = bits_of(bits)?;
+            if frame_bits % 64 != 0 {
                 return Err(Error::format(
                     path,
                     first.at[4] as u64,
@@ -338,7 +353,7 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
                 pixel,
                 ow,
                 oh,
-                w * h * bits / 8,
+                frame_bits / 8,
                 "R64",
             )
         }
@@ -548,6 +563,20 @@ mod tests {
         assert!(e.msg.contains("width"), "{}", e.msg);
         let e = parse_prefix(b"").unwrap_err();
         assert!(e.msg.contains("MQ1"), "{}", e.msg);
+    }
+
+    /// Found by fuzz/ mib_header (issue 16): width × height × bytes overflowed and panicked.
+    #[test]
+    fn issue16_huge_frame_size_is_an_error_not_an_overflow() {
+        for dtype in ["U08", "U16", "U32"] {
+            let mut h = format!(
+                "MQ1,000001,00768,04,777777777777770512,0512,{dtype},   2x2,01,2024,MQ1A,t,1ns,12,"
+            )
+            .into_bytes();
+            h.resize(768, 0);
+            let e = plan(Path::new("big.mib"), &h).unwrap_err().to_string();
+            assert!(e.contains("too large") && e.contains("big.mib"), "{e}");
+        }
     }
 
     #[test]

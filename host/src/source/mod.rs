@@ -50,12 +50,12 @@
 //! an error, never a signal and never frames of zeros: on Linux a `SIGBUS` guard turns a read
 //! past the new end into zeros and records it, and [`Dump::check_frames`], which the pipeline
 //! calls for every batch, reports the first frame that could not be read
-//! ([`Error::Changed`](crate::Error::Changed), naming the file, the frame and its byte
+//! ([`Error::Changed`], naming the file, the frame and its byte
 //! offset). The `guard` module's docs say how, why, what it costs and its limits.
 
-mod empad;
+pub(crate) mod empad;
 mod guard;
-mod mib;
+pub(crate) mod mib;
 mod raw;
 
 use std::fs::File;
@@ -308,6 +308,13 @@ pub(crate) struct Plan {
     mib: Option<mib::HeaderCheck>,
 }
 
+impl Plan {
+    /// The per-frame Merlin header check (the fuzz targets call it on frame 0's header).
+    pub(crate) fn header_check(&self) -> Option<&mib::HeaderCheck> {
+        self.mib.as_ref()
+    }
+}
+
 /// A memory-mapped detector dump. `Send + Sync`: share it between threads, each with its own
 /// [`FrameReader`].
 #[derive(Debug)]
@@ -324,7 +331,7 @@ pub struct Dump {
 }
 
 /// A dump that shrank (or lost pages) while it was read: the first frame that could not be
-/// read. Carried by [`Error::Changed`](crate::Error::Changed) and by the pipeline's counters
+/// read. Carried by [`Error::Changed`] and by the pipeline's counters
 /// ([`crate::pipeline::Counters::source_changed`]), which write it into `report.json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SourceChanged {
@@ -487,7 +494,20 @@ impl Dump {
     }
 
     fn from_plan(p: Plan, size: u64, file: File, guard: guard::Guard, map: Mmap) -> Result<Dump> {
-        let stride = p.frame_header_bytes + p.frame_bytes + p.frame_footer_bytes;
+        // The byte counts come from a sidecar or a header: their sum may not fit.
+        let stride = p
+            .frame_header_bytes
+            .checked_add(p.frame_bytes)
+            .and_then(|n| n.checked_add(p.frame_footer_bytes))
+            .ok_or_else(|| {
+                Error::file(
+                    &p.path,
+                    format!(
+                        "frames of {} header + {} pixel + {} footer bytes overflow 64 bits",
+                        p.frame_header_bytes, p.frame_bytes, p.frame_footer_bytes
+                    ),
+                )
+            })?;
         if p.header_bytes > size {
             return Err(Error::file(
                 &p.path,
@@ -541,10 +561,10 @@ impl Dump {
             }
         }
         if let Some((r, c)) = p.scan {
-            if r * c != frames {
+            if r.checked_mul(c) != Some(frames) {
                 notes.push(format!(
                     "scan shape {r} × {c} = {} positions, but the file holds {frames} frames",
-                    r * c
+                    u128::from(r as u64) * u128::from(c as u64)
                 ));
             }
         }

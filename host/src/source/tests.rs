@@ -788,3 +788,18 @@ fn issue16_dropping_a_dump_unregisters_its_map() {
         assert!(dump.info().notes.is_empty(), "{:?}", dump.info().notes);
     }
 }
+
+#[test]
+fn issue16_sidecar_byte_counts_that_overflow_are_an_error() {
+    let dir = tmp();
+    let path = dir.path().join("a.raw");
+    std::fs::write(&path, [0u8; 64]).unwrap();
+    std::fs::write(
+        RawSidecar::path_for(&path),
+        r#"{"width": 4, "height": 4, "dtype": "u32", "frame_header_bytes": 18446744073709551615,
+            "scan": [4294967296, 4294967296]}"#,
+    )
+    .unwrap();
+    let e = err(open(&path));
+    assert!(e.contains("a.raw") && e.contains("overflow"), "{e}");
+}
