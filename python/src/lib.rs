@@ -27,7 +27,8 @@ use ptyflow::sim::{self, Dose, DumpFormat, ObjectKind, Preset, SimParams};
 use ptyflow::source::{Dump, OpenOptions, PixelKind};
 
 /// A library error as the Python exception its kind calls for: bad values (`Param`, `Core`,
-/// `Memory`) are `ValueError`; files (`Io`, `File`, `Format`) are `OSError` (with the
+/// `Memory`) are `ValueError`; files (`Io`, `File`, `Format`, a dump that shrank while it was
+/// read) are `OSError` (with the
 /// errno of an I/O error, so a missing file is `FileNotFoundError`); an interrupt is
 /// `KeyboardInterrupt`; a failed pipeline stage is `RuntimeError`.
 fn to_py_err(e: Error) -> PyErr {
@@ -40,7 +41,7 @@ fn to_py_err(e: Error) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, msg)),
             None => PyOSError::new_err(msg),
         },
-        Error::File { .. } | Error::Format { .. } => PyOSError::new_err(msg),
+        Error::File { .. } | Error::Format { .. } | Error::Changed(_) => PyOSError::new_err(msg),
         Error::Interrupted(_) => PyKeyboardInterrupt::new_err(msg),
         Error::Pipeline(_) => PyRuntimeError::new_err(msg),
     }
@@ -106,6 +107,10 @@ fn run_job<'py>(
 ) -> PyResult<(Bound<'py, PyDict>, String)> {
     let hooks = interruptible();
     let outcome = py.detach(|| work(&hooks)).map_err(to_py_err)?;
+    if let Some(changed) = &outcome.report.counters.source_changed {
+        // As the CLI does: the outputs of the frames before it are written, then the error.
+        return Err(to_py_err(Error::Changed(changed.clone())));
+    }
     if hooks.interrupt.load(Ordering::Relaxed) || outcome.report.counters.interrupted {
         return Err(PyKeyboardInterrupt::new_err(format!(
             "interrupted after {} frames",
