@@ -54,6 +54,22 @@ pub enum Source {
     Dump(DumpSource),
     /// Frames a program pushes one at a time ([`crate::job::PushSession`]).
     Push(PushSource),
+    /// A Merlin detector's TCP data port ([`crate::job::live`]).
+    Merlin(MerlinSource),
+}
+
+/// A Quantum Detectors Merlin streaming over TCP ([`crate::source::live::merlin`]). The
+/// frame geometry and pixel type come from the first frame's header; the scan shape must be
+/// given (`scan.shape`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerlinSource {
+    /// The data port, `HOST:PORT` (a Merlin listens on 6342).
+    pub address: String,
+    /// Give up when connecting, or when no data arrives, for this long (seconds); absent:
+    /// wait as long as the detector takes (it may be waiting for its trigger).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// A recorded dump and how to read it.
@@ -432,6 +448,8 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("source.dump.header_bytes", "--header-bytes"),
     ("source.dump.frame_header_bytes", "--frame-header-bytes"),
     ("source.dump.frame_footer_bytes", "--frame-footer-bytes"),
+    ("source.merlin.address", "--merlin"),
+    ("source.merlin.timeout_s", "--timeout"),
     ("scan.shape", "--scan"),
     ("scan.serpentine", "--serpentine"),
     ("scan.allow_partial", "--allow-partial"),
@@ -524,6 +542,30 @@ impl JobConfig {
                 return Err(Error::param(
                     "scan.shape",
                     "pushed frames need the scan shape [rows, cols]",
+                ));
+            }
+        }
+        if let Source::Merlin(m) = &self.source {
+            if !m.address.contains(':') {
+                return Err(Error::param(
+                    "source.merlin.address",
+                    format!(
+                        "`{}`: expected HOST:PORT (the data port, e.g. 127.0.0.1:6342)",
+                        m.address
+                    ),
+                ));
+            }
+            positive("source.merlin.timeout_s", m.timeout_s)?;
+            if self.scan.shape.is_none() {
+                return Err(Error::param(
+                    "scan.shape",
+                    "a live source needs the scan shape [rows, cols]",
+                ));
+            }
+            if self.run.fps.is_some() {
+                return Err(Error::param(
+                    "run.fps",
+                    "a live source runs at the detector's rate; pacing is for dumps",
                 ));
             }
         }

@@ -8,6 +8,8 @@
 //!   online reconstruction, its outputs written into `out` as they are ready.
 //! - [`PushSession`]: frames pushed one at a time by a receive loop, the same stages,
 //!   finished into the same outputs.
+//! - [`live()`]: a detector streaming over the network (a Merlin's data port), received
+//!   into a push session; everything received is written even when the connection is lost.
 //!
 //! Both end in a [`JobOutcome`]: the report (`report.json`), the arrays by name and the
 //! reconstruction. The order of a job: validate the configuration; open the source; resolve
@@ -32,6 +34,7 @@
 //! ```
 
 mod config;
+mod live;
 mod outputs;
 mod push;
 mod recon;
@@ -44,9 +47,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{
-    DumpSource, FIELDS, JobConfig, MemorySize, PushSource, RadiusUnit, ReconConfig, ReconMethod,
-    ReduceConfig, RunConfig, ScanConfig, Source,
+    DumpSource, FIELDS, JobConfig, MemorySize, MerlinSource, PushSource, RadiusUnit, ReconConfig,
+    ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source,
 };
+pub use live::{LiveSummary, live};
 pub use outputs::{NamedArray, reduction_outputs, scan_shaped};
 pub use push::PushSession;
 pub use recon::{ReconResult, lit_region, loss_plot};
