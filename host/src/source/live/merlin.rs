@@ -397,3 +397,107 @@ impl<R: Read> MerlinReceiver<R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_u16(seq: usize, w: usize, h: usize, px: &[u16]) -> Vec<u8> {
+        let mut m = format!("MQ1,{seq:06},00384,01,{w:04},{h:04},U16,   1x1,01,x,MQ1A,t,1ns,12,")
+            .into_bytes();
+        m.resize(384, 0);
+        m.extend(px.iter().flat_map(|v| v.to_be_bytes()));
+        m
+    }
+
+    fn message(payload: &[u8]) -> Vec<u8> {
+        let mut m = mpx_prefix(payload.len()).to_vec();
+        m.extend_from_slice(payload);
+        m
+    }
+
+    #[test]
+    fn prefix_round_trips_and_rejects() {
+        assert_eq!(&mpx_prefix(383), b"MPX,0000000384,");
+        assert_eq!(parse_mpx_prefix(&mpx_prefix(383)), Ok(383));
+        assert!(
+            parse_mpx_prefix(b"MPQ,0000000384,")
+                .unwrap_err()
+                .contains("MPX")
+        );
+        assert!(
+            parse_mpx_prefix(b"MPX,00000003x4,")
+                .unwrap_err()
+                .contains("decimal")
+        );
+        assert!(parse_mpx_prefix(b"MPX,0000000000,").is_err());
+        assert!(
+            parse_mpx_prefix(b"MPX,9999999999,")
+                .unwrap_err()
+                .contains("larger")
+        );
+    }
+
+    #[test]
+    fn a_stream_decodes_header_and_frames() {
+        let mut bytes = message(b"HDR,\t\nFrames in Acquisition (Number):\t2\nEnd\t\0\0");
+        bytes.extend(message(&frame_u16(1, 4, 2, &[1, 2, 3, 4, 5, 6, 7, 0xABCD])));
+        bytes.extend(message(&frame_u16(2, 4, 2, &[9; 8])));
+        let mut rx = MerlinReceiver::new(std::io::Cursor::new(bytes), "test");
+        match rx.receive().unwrap() {
+            Some(Message::Header(h)) => assert_eq!(h.frames, Some(2)),
+            other => panic!("{other:?}"),
+        }
+        match rx.receive().unwrap() {
+            Some(Message::Frame {
+                index: 0,
+                width: 4,
+                height: 2,
+                frame: Frame::U16(px),
+            }) => assert_eq!(px, &[1, 2, 3, 4, 5, 6, 7, 0xABCD]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            rx.receive().unwrap(),
+            Some(Message::Frame {
+                index: 1,
+                frame: Frame::U16([9, ..]),
+                ..
+            })
+        ));
+        assert!(rx.receive().unwrap().is_none());
+        assert_eq!(rx.frames(), 2);
+    }
+
+    #[test]
+    fn bad_streams_name_the_frame() {
+        // A repeated sequence number.
+        let mut bytes = message(&frame_u16(1, 2, 2, &[0; 4]));
+        bytes.extend(message(&frame_u16(1, 2, 2, &[0; 4])));
+        let mut rx = MerlinReceiver::new(std::io::Cursor::new(bytes), "det:1");
+        rx.receive().unwrap();
+        let e = rx.receive().unwrap_err().to_string();
+        assert!(
+            e.contains("det:1") && e.contains("frame 1") && e.contains("sequence"),
+            "{e}"
+        );
+        // Cut mid-frame.
+        let mut bytes = message(&frame_u16(1, 2, 2, &[0; 4]));
+        bytes.truncate(bytes.len() - 3);
+        let mut rx = MerlinReceiver::new(std::io::Cursor::new(bytes), "det:1");
+        let e = rx.receive().unwrap_err().to_string();
+        assert!(
+            e.contains("mid-frame") && e.contains("389 of its 392 bytes"),
+            "{e}"
+        );
+        // A length that disagrees with the frame header.
+        let mut payload = frame_u16(1, 2, 2, &[0; 4]);
+        payload.push(0);
+        let mut rx = MerlinReceiver::new(std::io::Cursor::new(message(&payload)), "det:1");
+        let e = rx.receive().unwrap_err().to_string();
+        assert!(
+            e.contains("393 bytes") && e.contains("384 header + 8 pixel"),
+            "{e}"
+        );
+    }
+}
