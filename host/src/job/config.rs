@@ -682,6 +682,41 @@ mod tests {
     }
 
     #[test]
+    fn a_merlin_source_is_configured_by_json_and_checked() {
+        let c = JobConfig::from_json(
+            r#"{"source": {"merlin": {"address": "127.0.0.1:6342", "timeout_s": 5}},
+                "scan": {"shape": [4, 2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            Source::Merlin(MerlinSource {
+                address: "127.0.0.1:6342".into(),
+                timeout_s: Some(5.0)
+            })
+        );
+        c.validate().unwrap();
+        let mut bad = c.clone();
+        bad.scan.shape = None;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("scan.shape")
+        );
+        let mut bad = c.clone();
+        bad.source = Source::Merlin(MerlinSource {
+            address: "localhost".into(),
+            timeout_s: None,
+        });
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("source.merlin.address"), "{e}");
+        let mut bad = c;
+        bad.run.fps = Some(10.0);
+        assert!(bad.validate().unwrap_err().to_string().contains("run.fps"));
+    }
+
+    #[test]
     fn a_config_round_trips_through_json() {
         let mut c = JobConfig::dump("scan.raw");
         c.reduce.detectors = vec![VirtualSpec::BrightField, VirtualSpec::Com];

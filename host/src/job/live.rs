@@ -50,7 +50,9 @@ pub struct LiveSummary {
     pub error: Option<String>,
 }
 
-/// Runs a live job on the detector `config.source` names (see the [module docs](self)).
+/// Runs a live job on the detector `config.source` names: connect, read the acquisition
+/// header, build a push session from the first frame, push every frame until the scan is
+/// full, finish into the outputs and `report.json` (with its `live` section).
 /// Blocking by default (`run.blocking`): a full queue holds the socket, and the detector's
 /// own buffers, back; with `run.blocking` false a frame that finds the queue full is dropped
 /// and counted (`frames_dropped`).
