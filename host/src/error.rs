@@ -73,6 +73,15 @@ pub enum Error {
     /// not be read (see "Files that change while mapped" in [`crate::source`]).
     #[error("{0}")]
     Changed(crate::source::SourceChanged),
+    /// A live source failed: the connection to the detector could not be made, was lost, or
+    /// carried something its protocol does not allow.
+    #[error("{address}: {msg}")]
+    Live {
+        /// The detector's address as configured (`HOST:PORT`).
+        address: String,
+        /// What happened, with the frame and byte counts received.
+        msg: String,
+    },
     /// The run was interrupted on request (Ctrl-C, or the embedding program's flag). What was
     /// computed up to then is kept.
     #[error("interrupted: {0}")]
@@ -125,6 +134,13 @@ impl Error {
             msg: msg.into(),
             needed,
             budget,
+        }
+    }
+    /// An [`Error::Live`] for the detector at `address`.
+    pub fn live(address: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Live {
+            address: address.into(),
+            msg: msg.into(),
         }
     }
     /// An [`Error::Core`] raised while setting up `context`.

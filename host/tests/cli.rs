@@ -10,6 +10,8 @@ use std::process::Command;
 mod bench;
 #[path = "cli/info.rs"]
 mod info;
+#[path = "cli/live.rs"]
+mod live;
 #[path = "cli/replay.rs"]
 mod replay;
 

@@ -41,7 +41,9 @@ fn to_py_err(e: Error) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, msg)),
             None => PyOSError::new_err(msg),
         },
-        Error::File { .. } | Error::Format { .. } | Error::Changed(_) => PyOSError::new_err(msg),
+        Error::File { .. } | Error::Format { .. } | Error::Changed(_) | Error::Live { .. } => {
+            PyOSError::new_err(msg)
+        }
         Error::Interrupted(_) => PyKeyboardInterrupt::new_err(msg),
         Error::Pipeline(_) => PyRuntimeError::new_err(msg),
     }

@@ -21,6 +21,7 @@ use std::time::Instant;
 use crate::Result;
 
 pub mod bandwidth;
+pub mod live;
 pub mod recon;
 pub mod reduction;
 
@@ -113,10 +114,11 @@ impl Workload {
 }
 
 /// Every workload, in the order `ptyflow bench` runs them: W1–W3 (reduction), W4–W5
-/// (reconstruction).
+/// (reconstruction), L1 (live sources on loopback).
 pub fn workloads() -> Vec<Workload> {
     let mut all = reduction::workloads();
     all.extend(recon::workloads());
+    all.extend(live::workloads());
     all
 }
 

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod compare;
 pub mod dump_args;
 pub mod info;
+pub mod live;
 mod progress;
 pub mod replay;
 pub mod simulate;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Replay a dump through the frame pipeline (binning, virtual detectors, statistics) and
     /// optionally reconstruct the specimen by ptychography.
     Replay(replay::Args),
+    /// Receive a scan from a detector over the network (a Merlin's data port) through the
+    /// same pipeline as `replay`.
+    Live(live::Args),
     /// Simulate a 4D-STEM ptychography dataset with its ground truth.
     Simulate(simulate::Args),
     /// Compare a reconstructed object with a ground truth (NRMSE, correlation, FRC).
@@ -66,6 +70,7 @@ where
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Live(a) => live::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),

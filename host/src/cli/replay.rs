@@ -34,6 +34,15 @@ pub struct Args {
     #[command(flatten)]
     pub layout: DumpArgs,
 
+    /// The scan, the reduction, the reconstruction, the run and the outputs.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// The flags every job shares, whatever its source (`replay`, `live`): the scan, the
+/// reduction, the reconstruction, the run and the outputs.
+#[derive(Debug, ClapArgs)]
+pub struct JobArgs {
     /// Scan shape ROWSxCOLS (rows are the slow axis). Default: from the dump's metadata.
     #[arg(long, value_name = "ROWSxCOLS", value_parser = parse_scan)]
     pub scan: Option<(usize, usize)>,
@@ -300,6 +309,14 @@ pub(crate) fn parse_crop(s: &str) -> Result<(usize, usize, usize, usize), String
 impl Args {
     /// The job these flags describe (validated when it runs).
     pub fn to_config(&self) -> JobConfig {
+        self.job
+            .to_config(Source::Dump(self.layout.to_source(&self.dump)))
+    }
+}
+
+impl JobArgs {
+    /// The job these flags describe on `source` (validated when it runs).
+    pub fn to_config(&self, source: Source) -> JobConfig {
         let r = &self.recon;
         let optics = Optics {
             kv: r.kv,
@@ -339,7 +356,7 @@ impl Args {
             step_start: r.step_start,
         });
         JobConfig {
-            source: Source::Dump(self.layout.to_source(&self.dump)),
+            source,
             scan: ScanConfig {
                 shape: self.scan.map(|(r, c)| [r, c]),
                 serpentine: self.serpentine,
@@ -375,7 +392,7 @@ impl Args {
 pub fn run(args: Args) -> Result<()> {
     let config = args.to_config();
     let hooks = Hooks {
-        progress: (!args.quiet)
+        progress: (!args.job.quiet)
             .then(super::progress::Bar::on_terminal)
             .flatten(),
         interrupt: super::interrupt_flag(),
@@ -389,7 +406,7 @@ pub fn run(args: Args) -> Result<()> {
         r.counters.frames_dropped,
         r.counters.wall_s,
         r.fps_overall,
-        args.out.display()
+        args.job.out.display()
     );
     if let Some(changed) = &r.counters.source_changed {
         // As after Ctrl-C, what was computed is written; then the error (exit code 2).
@@ -400,7 +417,7 @@ pub fn run(args: Args) -> Result<()> {
             "stopped after {} of {} frames; what was computed is in {}",
             r.counters.frames_processed,
             r.frames_in_file,
-            args.out.display()
+            args.job.out.display()
         )));
     }
     Ok(())

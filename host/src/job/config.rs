@@ -54,6 +54,22 @@ pub enum Source {
     Dump(DumpSource),
     /// Frames a program pushes one at a time ([`crate::job::PushSession`]).
     Push(PushSource),
+    /// A Merlin detector's TCP data port ([`crate::job::live`]).
+    Merlin(MerlinSource),
+}
+
+/// A Quantum Detectors Merlin streaming over TCP ([`crate::source::live::merlin`]). The
+/// frame geometry and pixel type come from the first frame's header; the scan shape must be
+/// given (`scan.shape`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerlinSource {
+    /// The data port, `HOST:PORT` (a Merlin listens on 6342).
+    pub address: String,
+    /// Give up when connecting, or when no data arrives, for this long (seconds); absent:
+    /// wait as long as the detector takes (it may be waiting for its trigger).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// A recorded dump and how to read it.
@@ -465,6 +481,8 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("source.dump.header_bytes", "--header-bytes"),
     ("source.dump.frame_header_bytes", "--frame-header-bytes"),
     ("source.dump.frame_footer_bytes", "--frame-footer-bytes"),
+    ("source.merlin.address", "--merlin"),
+    ("source.merlin.timeout_s", "--timeout"),
     ("scan.shape", "--scan"),
     ("scan.serpentine", "--serpentine"),
     ("scan.allow_partial", "--allow-partial"),
@@ -564,11 +582,35 @@ impl JobConfig {
             }
         }
         let grouping = self.scan.grouping()?;
-        if grouping.sums() && matches!(self.source, Source::Push(_)) {
+        if grouping.sums() && !matches!(self.source, Source::Dump(_)) {
             return Err(Error::param(
                 "scan.frames_per_position",
-                "pushed frames are one pattern each: sum a position's frames before pushing",
+                "pushed and streamed frames are one pattern each: sum a position's frames before",
             ));
+        }
+        if let Source::Merlin(m) = &self.source {
+            if !m.address.contains(':') {
+                return Err(Error::param(
+                    "source.merlin.address",
+                    format!(
+                        "`{}`: expected HOST:PORT (the data port, e.g. 127.0.0.1:6342)",
+                        m.address
+                    ),
+                ));
+            }
+            positive("source.merlin.timeout_s", m.timeout_s)?;
+            if self.scan.shape.is_none() {
+                return Err(Error::param(
+                    "scan.shape",
+                    "a live source needs the scan shape [rows, cols]",
+                ));
+            }
+            if self.run.fps.is_some() {
+                return Err(Error::param(
+                    "run.fps",
+                    "a live source runs at the detector's rate; pacing is for dumps",
+                ));
+            }
         }
         if let Some([rows, cols]) = self.scan.shape
             && (rows == 0 || cols == 0)
@@ -680,6 +722,41 @@ mod tests {
                 .to_string()
                 .contains("run.threads")
         );
+    }
+
+    #[test]
+    fn a_merlin_source_is_configured_by_json_and_checked() {
+        let c = JobConfig::from_json(
+            r#"{"source": {"merlin": {"address": "127.0.0.1:6342", "timeout_s": 5}},
+                "scan": {"shape": [4, 2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            Source::Merlin(MerlinSource {
+                address: "127.0.0.1:6342".into(),
+                timeout_s: Some(5.0)
+            })
+        );
+        c.validate().unwrap();
+        let mut bad = c.clone();
+        bad.scan.shape = None;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("scan.shape")
+        );
+        let mut bad = c.clone();
+        bad.source = Source::Merlin(MerlinSource {
+            address: "localhost".into(),
+            timeout_s: None,
+        });
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("source.merlin.address"), "{e}");
+        let mut bad = c;
+        bad.run.fps = Some(10.0);
+        assert!(bad.validate().unwrap_err().to_string().contains("run.fps"));
     }
 
     #[test]

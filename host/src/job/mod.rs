@@ -10,6 +10,8 @@
 //!   finished into the same outputs.
 //! - [`reduce_frames`]: frames already in memory (a 4D array), the disc found from their
 //!   mean like a dump's, then pushed through a [`PushSession`].
+//! - [`live()`]: a detector streaming over the network (a Merlin's data port), received
+//!   into a push session; everything received is written even when the connection is lost.
 //!
 //! Both end in a [`JobOutcome`]: the report (`report.json`), the arrays by name and the
 //! reconstruction. The order of a job: validate the configuration; open the source; resolve
@@ -34,6 +36,7 @@
 //! ```
 
 mod config;
+mod live;
 mod memory;
 mod outputs;
 mod push;
@@ -47,9 +50,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{
-    DumpSource, FIELDS, JobConfig, MemorySize, PushSource, RadiusUnit, ReconConfig, ReconMethod,
-    ReduceConfig, RunConfig, ScanConfig, Source,
+    DumpSource, FIELDS, JobConfig, MemorySize, MerlinSource, PushSource, RadiusUnit, ReconConfig,
+    ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source,
 };
+pub use live::{LiveSummary, live};
 pub use memory::{ContiguousFrames, FrameSet, reduce_frames};
 pub use outputs::{NamedArray, reduction_outputs, scan_shaped};
 pub use push::PushSession;

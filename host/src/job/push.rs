@@ -176,6 +176,16 @@ impl PushSession {
     /// with `out`, writes the outputs and `report.json`. A position whose frame was never
     /// pushed holds 0 in the scan-shaped results (the reducer does not track arrivals).
     pub fn finish(self, progress: Option<&dyn super::Progress>) -> Result<JobOutcome> {
+        self.finish_amended(progress, |_| {})
+    }
+
+    /// [`PushSession::finish`], with `amend` adding to the report before it is written (the
+    /// live job's receive counters).
+    pub(super) fn finish_amended(
+        self,
+        progress: Option<&dyn super::Progress>,
+        amend: impl FnOnce(&mut JobReport),
+    ) -> Result<JobOutcome> {
         let PushSession {
             pipeline,
             plan,
@@ -218,6 +228,7 @@ impl PushSession {
             }
             _ => None,
         };
+        amend(&mut report);
         if let Some(out) = &out {
             write_report(out, &mut report)?;
         }

@@ -53,8 +53,10 @@ pub(crate) struct Prefix {
 /// Why a header prefix did not parse: byte offset within the header and message.
 #[derive(Debug)]
 pub(crate) struct PrefixError {
-    offset: usize,
-    msg: String,
+    /// Byte offset of the problem within the header.
+    pub(crate) offset: usize,
+    /// What was found and what was expected.
+    pub(crate) msg: String,
 }
 
 fn parse_dec(field: &[u8]) -> Option<u64> {
@@ -147,24 +149,45 @@ pub(crate) struct HeaderCheck {
 }
 
 impl HeaderCheck {
-    /// Checks the header of frame `index`, which starts at byte `offset` of `map`.
+    /// What every header must agree on: frame 0's prefix.
+    pub(crate) fn new(first: Prefix) -> Self {
+        HeaderCheck { first }
+    }
+
+    /// Bytes of each frame header (frame 0's `hsize`).
+    pub(crate) fn header_bytes(&self) -> usize {
+        self.first.hsize as usize
+    }
+
+    /// Checks the header of frame `index` in `map` at byte `offset` of `path`.
     pub(crate) fn check(&self, path: &Path, map: &[u8], index: usize, offset: u64) -> Result<()> {
         let start = offset as usize;
         let end = (start + self.first.hsize as usize).min(map.len());
-        let p = parse_prefix(&map[start..end]).map_err(|e| {
-            Error::format(
-                path,
-                offset + e.offset as u64,
-                format!("frame {index}: {}", e.msg),
-            )
+        self.check_header(&map[start..end], index)
+            .map_err(|e| Error::format(path, offset + e.offset as u64, e.msg))
+    }
+
+    /// Checks the header bytes of frame `index` (the frame's own bytes, from its `MQ1`):
+    /// the byte offset within the header and the message when it disagrees with frame 0.
+    /// Allocates only when it fails.
+    pub(crate) fn check_header(
+        &self,
+        header: &[u8],
+        index: usize,
+    ) -> std::result::Result<(), PrefixError> {
+        let p = parse_prefix(header).map_err(|e| PrefixError {
+            offset: e.offset,
+            msg: format!("frame {index}: {}", e.msg),
         })?;
         let f = &self.first;
-        let at = |i: usize| offset + p.at[i] as u64;
+        let fail = |i: usize, msg: String| PrefixError {
+            offset: p.at[i],
+            msg,
+        };
         let expected_seq = f.seq + index as u64;
         if p.seq != expected_seq {
-            return Err(Error::format(
-                path,
-                at(1),
+            return Err(fail(
+                1,
                 format!(
                     "frame {index}: sequence number {}, expected {expected_seq} (frame 0 has {}); \
                      frames are missing, repeated or out of order",
@@ -173,9 +196,8 @@ impl HeaderCheck {
             ));
         }
         if p.hsize != f.hsize {
-            return Err(Error::format(
-                path,
-                at(2),
+            return Err(fail(
+                2,
                 format!(
                     "frame {index}: header size {} bytes, expected {} like frame 0",
                     p.hsize, f.hsize
@@ -183,9 +205,8 @@ impl HeaderCheck {
             ));
         }
         if p.nchips != f.nchips {
-            return Err(Error::format(
-                path,
-                at(3),
+            return Err(fail(
+                3,
                 format!(
                     "frame {index}: {} chips, expected {} like frame 0",
                     p.nchips, f.nchips
@@ -193,9 +214,8 @@ impl HeaderCheck {
             ));
         }
         if (p.width, p.height, p.dtype) != (f.width, f.height, f.dtype) {
-            return Err(Error::format(
-                path,
-                at(4),
+            return Err(fail(
+                4,
                 format!(
                     "frame {index}: geometry {}×{} {}, expected {}×{} {} like frame 0",
                     p.width,
@@ -226,24 +246,54 @@ pub(crate) fn hdr_frames(text: &str) -> Option<u64> {
     })
 }
 
-/// Reads frame 0's header and plans how to read the file.
-pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
-    let first = parse_prefix(map)
-        .map_err(|e| Error::format(path, e.offset as u64, format!("frame 0: {}", e.msg)))?;
+/// How the frames of a Merlin acquisition are stored and delivered, worked out from frame 0's
+/// header alone (a file's first header, or the first frame on the data port).
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// Frame 0's leading fields (what every later header must agree on).
+    pub(crate) first: Prefix,
+    /// How the stored pixels become a frame.
+    pub(crate) decode: Decode,
+    /// The pixel type delivered.
+    pub(crate) pixel: PixelKind,
+    /// Delivered width (a quad RAW frame: 512).
+    pub(crate) width: usize,
+    /// Delivered height.
+    pub(crate) height: usize,
+    /// Stored pixel bytes of every frame (after its `hsize`-byte header).
+    pub(crate) frame_bytes: usize,
+    /// How pixels are stored, e.g. `R64 (4 chips, layout 2x2, counter depth 1)`.
+    pub(crate) stored_dtype: String,
+}
+
+impl Layout {
+    /// Bytes of every frame header.
+    pub(crate) fn header_bytes(&self) -> usize {
+        self.first.hsize as usize
+    }
+}
+
+/// Parses frame 0's header (`header` holds at least its `hsize` bytes; more is ignored) and
+/// works out the layout. Errors give the byte offset within the header.
+pub(crate) fn layout(header: &[u8]) -> std::result::Result<Layout, PrefixError> {
+    let err = |offset: usize, msg: String| PrefixError {
+        offset,
+        msg: format!("frame 0: {msg}"),
+    };
+    let first = parse_prefix(header).map_err(|e| err(e.offset, e.msg))?;
     let hsize = first.hsize as usize;
-    if hsize < first.at[6] + 4 || hsize > map.len() {
-        return Err(Error::format(
-            path,
-            first.at[2] as u64,
+    if hsize < first.at[6] + 4 || hsize > header.len() {
+        return Err(err(
+            first.at[2],
             format!(
-                "frame 0: header size {hsize} bytes is impossible (the header's own fields need {} \
-                 bytes, the file has {})",
+                "header size {hsize} bytes is impossible (the header's own fields need {} \
+                 bytes, there are {})",
                 first.at[6] + 4,
-                map.len()
+                header.len()
             ),
         ));
     }
-    let text = String::from_utf8_lossy(&map[..hsize]);
+    let text = String::from_utf8_lossy(&header[..hsize]);
     let fields: Vec<&str> = text.trim_end_matches(['\0', ' ']).split(',').collect();
     let layout = fields.get(7).map_or("", |s| s.trim());
     let depth: Option<u32> = fields
@@ -253,10 +303,9 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
         .and_then(|d| d.trim().parse().ok());
     let (w, h) = (first.width as usize, first.height as usize);
     if w == 0 || h == 0 {
-        return Err(Error::format(
-            path,
-            first.at[4] as u64,
-            format!("frame 0: frame size {w}×{h} has no pixels"),
+        return Err(err(
+            first.at[4],
+            format!("frame size {w}×{h} has no pixels"),
         ));
     }
     // Width and height are up to 19 digits each: their product, in bits, must fit (a frame
@@ -266,15 +315,14 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
             .and_then(|n| n.checked_mul(bits_per_pixel))
             .filter(|&b| b / 8 <= isize::MAX as usize)
             .ok_or_else(|| {
-                Error::format(
-                    path,
-                    first.at[4] as u64,
-                    format!("frame 0: frame size {w}×{h} is too large to address"),
+                err(
+                    first.at[4],
+                    format!("frame size {w}×{h} is too large to address"),
                 )
             })
     };
     let depth_note = depth.map_or(String::new(), |d| format!(", counter depth {d}"));
-    let dtype_at = first.at[6] as u64;
+    let dtype_at = first.at[6];
     let (decode, pixel, width, height, frame_bytes, stored) = match &first.dtype {
         b"U08" => (Decode::U8, PixelKind::U8, w, h, bits_of(8)? / 8, "U08"),
         b"U16" => (
@@ -295,11 +343,11 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
         ),
         b"R64" => {
             let depth = depth.ok_or_else(|| {
-                Error::format(
-                    path,
+                err(
                     dtype_at,
-                    "frame 0: RAW (R64) frame without the `MQ1A` extended header that gives \
-                     the counter depth; cannot decode",
+                    "RAW (R64) frame without the `MQ1A` extended header that gives \
+                     the counter depth; cannot decode"
+                        .into(),
                 )
             })?;
             let (bits, pixel) = match depth {
@@ -307,11 +355,10 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
                 6 => (8, PixelKind::U8),
                 12 => (16, PixelKind::U16),
                 d => {
-                    return Err(Error::format(
-                        path,
+                    return Err(err(
                         dtype_at,
                         format!(
-                            "frame 0: RAW (R64) with counter depth {d} is not supported; \
+                            "RAW (R64) with counter depth {d} is not supported; \
                              expected 1, 6 or 12 (record 24-bit data as U32)"
                         ),
                     ));
@@ -321,11 +368,10 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
                 ("1x1", 1) => false,
                 ("2x2", 4) if w == 1024 && h == 256 => true,
                 _ => {
-                    return Err(Error::format(
-                        path,
-                        first.at[3] as u64,
+                    return Err(err(
+                        first.at[3],
                         format!(
-                            "frame 0: RAW (R64) with layout `{layout}`, {} chips, {w}×{h} is not \
+                            "RAW (R64) with layout `{layout}`, {} chips, {w}×{h} is not \
                              supported; expected a single chip (`1x1`) or a full quad (`2x2`, \
                              1024×256 as stored)",
                             first.nchips
@@ -335,11 +381,10 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
             };
             let frame_bits = bits_of(bits)?;
             if frame_bits % 64 != 0 {
-                return Err(Error::format(
-                    path,
-                    first.at[4] as u64,
+                return Err(err(
+                    first.at[4],
                     format!(
-                        "frame 0: RAW (R64) frame of {w}×{h} pixels at {bits} bits is not a whole \
+                        "RAW (R64) frame of {w}×{h} pixels at {bits} bits is not a whole \
                          number of 64-bit words"
                     ),
                 ));
@@ -358,17 +403,34 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
             )
         }
         other => {
-            return Err(Error::format(
-                path,
+            return Err(err(
                 dtype_at,
                 format!(
-                    "frame 0: unknown pixel type `{}`, expected U08, U16, U32 or R64",
+                    "unknown pixel type `{}`, expected U08, U16, U32 or R64",
                     String::from_utf8_lossy(other).escape_debug()
                 ),
             ));
         }
     };
+    let chips = if first.nchips == 1 {
+        "1 chip".to_owned()
+    } else {
+        format!("{} chips", first.nchips)
+    };
+    Ok(Layout {
+        first,
+        decode,
+        pixel,
+        width,
+        height,
+        frame_bytes,
+        stored_dtype: format!("{stored} ({chips}, layout {layout}{depth_note})"),
+    })
+}
 
+/// Reads frame 0's header and plans how to read the file.
+pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
+    let layout = layout(map).map_err(|e| Error::format(path, e.offset as u64, e.msg))?;
     let hdr = path.with_extension("hdr");
     let mut notes = Vec::new();
     let declared = match std::fs::read(&hdr) {
@@ -388,27 +450,22 @@ pub(crate) fn plan(path: &Path, map: &[u8]) -> Result<Plan> {
         },
         Err(_) => None,
     };
-    let chips = if first.nchips == 1 {
-        "1 chip".to_owned()
-    } else {
-        format!("{} chips", first.nchips)
-    };
     Ok(Plan {
         path: path.to_owned(),
         format: Format::Mib,
-        width,
-        height,
-        stored_dtype: format!("{stored} ({chips}, layout {layout}{depth_note})"),
-        pixel,
+        width: layout.width,
+        height: layout.height,
+        stored_dtype: layout.stored_dtype,
+        pixel: layout.pixel,
         header_bytes: 0,
-        frame_header_bytes: first.hsize,
-        frame_bytes: frame_bytes as u64,
+        frame_header_bytes: layout.first.hsize,
+        frame_bytes: layout.frame_bytes as u64,
         frame_footer_bytes: 0,
-        decode,
+        decode: layout.decode,
         scan: None,
         declared,
         notes,
-        mib: Some(HeaderCheck { first }),
+        mib: Some(HeaderCheck::new(layout.first)),
     })
 }
 

@@ -55,6 +55,7 @@
 
 pub(crate) mod empad;
 mod guard;
+pub mod live;
 pub(crate) mod mib;
 mod raw;
 
@@ -261,6 +262,15 @@ impl Frame<'_> {
             Frame::U16(p) => p.len(),
             Frame::U32(p) => p.len(),
             Frame::F32(p) => p.len(),
+        }
+    }
+    /// The pixels as bytes, native byte order (what [`crate::job::PushSession::push`] takes).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Frame::U8(p) => p,
+            Frame::U16(p) => bytemuck::cast_slice(p),
+            Frame::U32(p) => bytemuck::cast_slice(p),
+            Frame::F32(p) => bytemuck::cast_slice(p),
         }
     }
     /// Whether the frame has no pixels (never, for frames of a [`Dump`]).
@@ -660,23 +670,12 @@ impl Dump {
     /// A frame reader. Allocates its decode buffer (one frame) here, when the dump needs one;
     /// [`FrameReader::frame`] never allocates.
     pub fn reader(&self) -> FrameReader<'_> {
-        let mut r = FrameReader {
-            dump: self,
-            u8: Vec::new(),
-            u16: Vec::new(),
-            u32: Vec::new(),
-            f32: Vec::new(),
+        let bufs = if self.info.zero_copy {
+            DecodeBuffers::default()
+        } else {
+            DecodeBuffers::for_frames(self.info.pixel, self.info.pixels())
         };
-        if !self.info.zero_copy {
-            let n = self.info.pixels();
-            match self.info.pixel {
-                PixelKind::U8 => r.u8.resize(n, 0),
-                PixelKind::U16 => r.u16.resize(n, 0),
-                PixelKind::U32 => r.u32.resize(n, 0),
-                PixelKind::F32 => r.f32.resize(n, 0.0),
-            }
-        }
-        r
+        FrameReader { dump: self, bufs }
     }
 }
 
@@ -685,10 +684,7 @@ impl Dump {
 #[derive(Debug)]
 pub struct FrameReader<'d> {
     dump: &'d Dump,
-    u8: Vec<u8>,
-    u16: Vec<u16>,
-    u32: Vec<u32>,
-    f32: Vec<f32>,
+    bufs: DecodeBuffers,
 }
 
 /// Unpacks RAW Merlin pixels stored in one byte or less.
@@ -732,70 +728,110 @@ impl<'d> FrameReader<'d> {
         }
         let off = (start + info.frame_header_bytes) as usize;
         let bytes: &'d [u8] = &dump.map[off..off + info.frame_bytes as usize];
-        let n = info.pixels();
-        Ok(match dump.decode {
-            Decode::U8 => Frame::U8(bytes),
-            Decode::U16 { big } => {
-                if big == NATIVE_BIG {
-                    if let Ok(px) = bytemuck::try_cast_slice(bytes) {
-                        return Ok(Frame::U16(px));
-                    }
+        Ok(decode_frame(
+            dump.decode,
+            bytes,
+            info.pixels(),
+            &mut self.bufs,
+        ))
+    }
+}
+
+/// Decode buffers, one per delivered pixel type, reused frame after frame (only the one of
+/// the source's pixel type is ever sized).
+#[derive(Debug, Default)]
+pub(crate) struct DecodeBuffers {
+    u8: Vec<u8>,
+    u16: Vec<u16>,
+    u32: Vec<u32>,
+    f32: Vec<f32>,
+}
+
+impl DecodeBuffers {
+    /// Buffers sized for frames of `n` pixels of type `pixel` (allocates).
+    pub(crate) fn for_frames(pixel: PixelKind, n: usize) -> Self {
+        let mut b = DecodeBuffers::default();
+        match pixel {
+            PixelKind::U8 => b.u8.resize(n, 0),
+            PixelKind::U16 => b.u16.resize(n, 0),
+            PixelKind::U32 => b.u32.resize(n, 0),
+            PixelKind::F32 => b.f32.resize(n, 0.0),
+        }
+        b
+    }
+}
+
+/// Stored pixel `bytes` as a frame of `n` pixels: borrowed from `bytes` when they are already
+/// the working type in native order and aligned, else decoded into `bufs`. Never allocates
+/// once `bufs` is sized ([`DecodeBuffers::for_frames`]).
+pub(crate) fn decode_frame<'a>(
+    decode: Decode,
+    bytes: &'a [u8],
+    n: usize,
+    bufs: &'a mut DecodeBuffers,
+) -> Frame<'a> {
+    match decode {
+        Decode::U8 => Frame::U8(bytes),
+        Decode::U16 { big } => {
+            if big == NATIVE_BIG {
+                if let Ok(px) = bytemuck::try_cast_slice(bytes) {
+                    return Frame::U16(px);
                 }
-                let buf = sized(&mut self.u16, n);
-                raw::decode_u16(bytes, buf, big);
+            }
+            let buf = sized(&mut bufs.u16, n);
+            raw::decode_u16(bytes, buf, big);
+            Frame::U16(buf)
+        }
+        Decode::U32 { big } => {
+            if big == NATIVE_BIG {
+                if let Ok(px) = bytemuck::try_cast_slice(bytes) {
+                    return Frame::U32(px);
+                }
+            }
+            let buf = sized(&mut bufs.u32, n);
+            raw::decode_u32(bytes, buf, big);
+            Frame::U32(buf)
+        }
+        Decode::F32 { big } => {
+            if big == NATIVE_BIG {
+                if let Ok(px) = bytemuck::try_cast_slice(bytes) {
+                    return Frame::F32(px);
+                }
+            }
+            let buf = sized(&mut bufs.f32, n);
+            raw::decode_f32(bytes, buf, big);
+            Frame::F32(buf)
+        }
+        Decode::I32ToF32 { big } => {
+            let buf = sized(&mut bufs.f32, n);
+            raw::decode_i32_to_f32(bytes, buf, big);
+            Frame::F32(buf)
+        }
+        Decode::MibR64 { depth, quad } => match depth {
+            12 => {
+                let buf = sized(&mut bufs.u16, n);
+                if quad {
+                    mib::assemble_quad(bytes, buf, 512, mib::unpack_r12);
+                } else {
+                    mib::unpack_r12(bytes, buf);
+                }
                 Frame::U16(buf)
             }
-            Decode::U32 { big } => {
-                if big == NATIVE_BIG {
-                    if let Ok(px) = bytemuck::try_cast_slice(bytes) {
-                        return Ok(Frame::U32(px));
-                    }
+            _ => {
+                let buf = sized(&mut bufs.u8, n);
+                let (unpack, chip_row_bytes): (Unpack8, usize) = if depth == 1 {
+                    (mib::unpack_r1, 32)
+                } else {
+                    (mib::unpack_r6, 256)
+                };
+                if quad {
+                    mib::assemble_quad(bytes, buf, chip_row_bytes, unpack);
+                } else {
+                    unpack(bytes, buf);
                 }
-                let buf = sized(&mut self.u32, n);
-                raw::decode_u32(bytes, buf, big);
-                Frame::U32(buf)
+                Frame::U8(buf)
             }
-            Decode::F32 { big } => {
-                if big == NATIVE_BIG {
-                    if let Ok(px) = bytemuck::try_cast_slice(bytes) {
-                        return Ok(Frame::F32(px));
-                    }
-                }
-                let buf = sized(&mut self.f32, n);
-                raw::decode_f32(bytes, buf, big);
-                Frame::F32(buf)
-            }
-            Decode::I32ToF32 { big } => {
-                let buf = sized(&mut self.f32, n);
-                raw::decode_i32_to_f32(bytes, buf, big);
-                Frame::F32(buf)
-            }
-            Decode::MibR64 { depth, quad } => match depth {
-                12 => {
-                    let buf = sized(&mut self.u16, n);
-                    if quad {
-                        mib::assemble_quad(bytes, buf, 512, mib::unpack_r12);
-                    } else {
-                        mib::unpack_r12(bytes, buf);
-                    }
-                    Frame::U16(buf)
-                }
-                _ => {
-                    let buf = sized(&mut self.u8, n);
-                    let (unpack, chip_row_bytes): (Unpack8, usize) = if depth == 1 {
-                        (mib::unpack_r1, 32)
-                    } else {
-                        (mib::unpack_r6, 256)
-                    };
-                    if quad {
-                        mib::assemble_quad(bytes, buf, chip_row_bytes, unpack);
-                    } else {
-                        unpack(bytes, buf);
-                    }
-                    Frame::U8(buf)
-                }
-            },
-        })
+        },
     }
 }
 

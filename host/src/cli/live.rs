@@ -1,0 +1,84 @@
+//! `ptyflow live`: flags → [`JobConfig`] → [`crate::job::live`].
+
+use clap::Args as ClapArgs;
+
+use super::replay::JobArgs;
+use crate::job::{self, Hooks, JobConfig, MerlinSource, Source};
+use crate::{Error, Result};
+
+/// Flags of `ptyflow live`.
+#[derive(Debug, ClapArgs)]
+#[command(after_long_help = "\
+Receives one scan from the detector and writes what `ptyflow replay` writes for the same \
+frames (report.json with a `live` section: frames received, bytes, receive rate, and the \
+error if the connection was lost). A connection lost mid-frame or mid-scan ends with exit \
+code 2, after every frame received so far has been processed and written (positions never \
+received hold 0). The bright-field disc cannot be found from a stream: virtual detectors \
+need --center and --bf-radius.
+
+Example (a Merlin on this machine, 4 × 2 scan):
+  ptyflow live --merlin 127.0.0.1:6342 --scan 4x2 --virtual bf --center 128,128 \\
+      --bf-radius 20 --out out/")]
+pub struct Args {
+    /// The Merlin data port HOST:PORT (a Merlin listens on 6342). The frame geometry and
+    /// pixel type come from the frames' own headers.
+    #[arg(long, value_name = "HOST:PORT", required = true)]
+    pub merlin: String,
+
+    /// Give up when connecting, or when no data arrives, for this many seconds. Default:
+    /// wait as long as the detector takes (it may wait for its trigger).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+
+    /// Non-blocking: a frame that finds the workers' queue full is dropped and counted
+    /// (`frames_dropped`) instead of holding the socket back.
+    #[arg(long)]
+    pub lossy: bool,
+
+    /// The scan, the reduction, the reconstruction, the run and the outputs.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+impl Args {
+    /// The job these flags describe (validated when it runs).
+    pub fn to_config(&self) -> JobConfig {
+        let mut config = self.job.to_config(Source::Merlin(MerlinSource {
+            address: self.merlin.clone(),
+            timeout_s: self.timeout,
+        }));
+        config.run.blocking = !self.lossy;
+        config
+    }
+}
+
+/// Runs `ptyflow live`.
+pub fn run(args: Args) -> Result<()> {
+    let config = args.to_config();
+    let hooks = Hooks {
+        progress: (!args.job.quiet)
+            .then(super::progress::Bar::on_terminal)
+            .flatten(),
+        interrupt: super::interrupt_flag(),
+    };
+    let outcome = job::live(&config, &hooks)?;
+    let r = &outcome.report;
+    eprintln!(
+        "ptyflow: {} frames received, {} processed, {} dropped in {:.3} s ({:.0} frames/s); outputs in {}",
+        r.counters.frames_read,
+        r.counters.frames_processed,
+        r.counters.frames_dropped,
+        r.counters.wall_s,
+        r.fps_overall,
+        args.job.out.display()
+    );
+    if r.counters.interrupted {
+        return Err(Error::Interrupted(format!(
+            "stopped after {} of {} frames; what was computed is in {}",
+            r.counters.frames_processed,
+            r.frames_in_file,
+            args.job.out.display()
+        )));
+    }
+    Ok(())
+}
