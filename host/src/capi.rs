@@ -454,6 +454,7 @@ unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
         },
         optics,
         recon,
+        compress: None,
         run: RunConfig {
             threads: u(c.threads),
             batch_frames: u(c.batch_frames),

@@ -258,7 +258,7 @@ pub fn parse_scan(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-fn parse_pair(s: &str) -> Result<(f64, f64), String> {
+pub(super) fn parse_pair(s: &str) -> Result<(f64, f64), String> {
     let (a, b) = s
         .split_once(',')
         .ok_or_else(|| format!("`{s}`: expected X,Y"))?;
@@ -340,6 +340,7 @@ impl Args {
             },
             optics,
             recon,
+            compress: None,
             run: RunConfig {
                 threads: self.threads,
                 batch_frames: Some(self.batch.max(1)),

@@ -9,6 +9,9 @@
 //! - [`PushSession`]: frames pushed one at a time by a receive loop, the same stages,
 //!   finished into the same outputs.
 //!
+//! - [`compress()`]: a recorded dump compressed by change of basis (paper 002), its
+//!   coefficients, angles and basis written into `out`.
+//!
 //! Both end in a [`JobOutcome`]: the report (`report.json`), the arrays by name and the
 //! reconstruction. The order of a job: validate the configuration; open the source; resolve
 //! the scan; check every size against the memory budget ([`size`]) before anything is
@@ -31,6 +34,7 @@
 //! # Ok::<(), ptyflow::Error>(())
 //! ```
 
+pub mod compress;
 mod config;
 mod outputs;
 mod push;
@@ -43,6 +47,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+pub use compress::{CompressConfig, CompressOutcome, compress};
 pub use config::{
     DumpSource, FIELDS, JobConfig, MemorySize, PushSource, RadiusUnit, ReconConfig, ReconMethod,
     ReduceConfig, RunConfig, ScanConfig, Source,
