@@ -36,7 +36,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ptyflow_core::{Basis, Compressor, FrameGeometry, Region, Run};
+use ptyflow_core::{Basis, Compressor, FrameGeometry, Region, Run, Scan};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
@@ -352,6 +352,34 @@ pub struct CompressOutcome {
     pub basis: BuiltBasis,
 }
 
+/// The workers' results at their scan positions: `coefficients` (`[rows, cols, V]`), `angle`
+/// and `angle_df` (`[rows, cols]`), NaN where no frame was compressed.
+pub fn compressed_arrays(workers: &[CompressWorker], scan: &Scan, v: usize) -> Vec<NamedArray> {
+    let frames = scan.positions();
+    let (rows, angles) = gather(workers, frames);
+    let (sr, sc) = (scan.rows(), scan.cols());
+    let shaped_angles = scan_shaped(scan, &angles, 2);
+    let bf: Vec<f32> = shaped_angles.iter().step_by(2).copied().collect();
+    let df: Vec<f32> = shaped_angles.iter().skip(1).step_by(2).copied().collect();
+    vec![
+        NamedArray {
+            name: "coefficients".into(),
+            shape: vec![sr, sc, v],
+            data: scan_shaped(scan, &rows, v),
+        },
+        NamedArray {
+            name: "angle".into(),
+            shape: vec![sr, sc],
+            data: bf,
+        },
+        NamedArray {
+            name: "angle_df".into(),
+            shape: vec![sr, sc],
+            data: df,
+        },
+    ]
+}
+
 /// Converts frame `index` of `dump` to `f32` (√ in amplitude mode) into `out`.
 fn frame_f32(dump: &Dump, index: usize, values: CompressValues, out: &mut [f32]) -> Result<()> {
     let mut reader = dump.reader();
@@ -447,12 +475,9 @@ pub fn compress(config: &JobConfig, hooks: &Hooks) -> Result<CompressOutcome> {
     )?;
     let seconds = t.elapsed().as_secs_f64();
     let done = counters.frames_processed as usize;
-    let (rows, angles) = gather(&workers, frames);
     let (sr, sc) = (scan.rows(), scan.cols());
-    let coefficients = scan_shaped(&scan, &rows, v);
-    let shaped_angles = scan_shaped(&scan, &angles, 2);
-    let bf: Vec<f32> = shaped_angles.iter().step_by(2).copied().collect();
-    let df: Vec<f32> = shaped_angles.iter().skip(1).step_by(2).copied().collect();
+    let arrays = compressed_arrays(&workers, &scan, v);
+    let (bf, df) = (&arrays[1].data, &arrays[2].data);
     let stats = |a: &[f32]| {
         let finite: Vec<f64> = a
             .iter()
@@ -463,24 +488,7 @@ pub fn compress(config: &JobConfig, hooks: &Hooks) -> Result<CompressOutcome> {
         let max = finite.iter().copied().fold(0.0f64, f64::max);
         (mean, max)
     };
-    let ((mean_bf, max_bf), (mean_df, max_df)) = (stats(&bf), stats(&df));
-    let arrays = vec![
-        NamedArray {
-            name: "coefficients".into(),
-            shape: vec![sr, sc, v],
-            data: coefficients,
-        },
-        NamedArray {
-            name: "angle".into(),
-            shape: vec![sr, sc],
-            data: bf,
-        },
-        NamedArray {
-            name: "angle_df".into(),
-            shape: vec![sr, sc],
-            data: df,
-        },
-    ];
+    let ((mean_bf, max_bf), (mean_df, max_df)) = (stats(bf), stats(df));
     let mut report = serde_json::json!({
         "dump": info.path.display().to_string(),
         "scan": [sr, sc],
