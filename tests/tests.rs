@@ -2,6 +2,7 @@
 //! CLI-as-a-process tests live in `host/tests/cli.rs`, where cargo provides the binary's path.
 
 mod capi;
+mod compress;
 mod fuzz_corpora;
 mod golden;
 mod memory;

@@ -455,6 +455,7 @@ unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
         },
         optics,
         recon,
+        compress: None,
         run: RunConfig {
             threads: u(c.threads),
             batch_frames: u(c.batch_frames),
@@ -1116,5 +1117,73 @@ mod tests {
         assert_eq!(dose, [48.0, 48.0, 48.0, 48.0, 48.0, 0.0]);
         // SAFETY: a live handle, freed once.
         unsafe { ptyflow_free(p) };
+    }
+
+    #[test]
+    fn issue_13_push_compression_through_the_c_entry_points() {
+        // 8 × 6 frames, the disc at (3.5, 2.5) r = 2 (12 px), the dark field around it
+        // (36 px); frame i is flat with value i + 1. Flat frames lie in the span of the
+        // pistons: c_bf[0] = v·√12, c_df[0] = v·√36, every other value 0.
+        let json = |basis: &str, disc: &str| {
+            format!(
+                r#"{{"source": {{"push": {{"width": 8, "height": 6, "pixel": "u8"}}}},
+                    "scan": {{"shape": [2, 3]}}, "reduce": {{{disc}}},
+                    "compress": {{"basis": "{basis}", "dark_field": 1}},
+                    "run": {{"threads": 2, "batch_frames": 2}}}}"#
+            )
+        };
+        let disc = r#""center": [3.5, 2.5], "bf_radius": 2"#;
+        let (code, p) = create_json(&json("zernike:3", disc));
+        assert_eq!(code, PTYFLOW_OK, "{}", last());
+        for i in 0..6u8 {
+            let frame = [i + 1; 48];
+            // SAFETY: a live handle and a readable frame of the stated length.
+            let code = unsafe { ptyflow_push(p, frame.as_ptr().cast(), frame.len(), i.into()) };
+            assert_eq!(code, PTYFLOW_OK);
+        }
+        // SAFETY: a live handle.
+        assert_eq!(unsafe { ptyflow_finish(p) }, PTYFLOW_OK, "{}", last());
+        let (mut dims, mut ndim) = ([0usize; 4], 0usize);
+        // SAFETY: a live handle, a NUL-terminated name, writable dims and ndim.
+        let code = unsafe {
+            ptyflow_result_shape(p, c"coefficients".as_ptr(), dims.as_mut_ptr(), 4, &mut ndim)
+        };
+        assert_eq!(code, PTYFLOW_OK, "{}", last());
+        assert_eq!(dims[..ndim], [2, 3, 6]);
+        let mut c = [0f32; 36];
+        // SAFETY: a live handle, a NUL-terminated name, a buffer of 36 floats.
+        let code = unsafe { ptyflow_result_f32(p, c"coefficients".as_ptr(), c.as_mut_ptr(), 36) };
+        assert_eq!(code, PTYFLOW_OK);
+        for (i, row) in c.chunks_exact(6).enumerate() {
+            let v = (i + 1) as f32;
+            let want = [v * 12f32.sqrt(), 0.0, 0.0, v * 6.0, 0.0, 0.0];
+            for (k, (&g, &w)) in row.iter().zip(&want).enumerate() {
+                // The perpendicular parts are differences of squares ~ v²·36.
+                let tol = if k >= 4 {
+                    1e-5 * v * v * 36.0
+                } else {
+                    1e-5 * v * 6.0
+                };
+                assert!((g - w).abs() <= tol, "frame {i} value {k}: {g} vs {w}");
+            }
+        }
+        let mut angle = [1f32; 6];
+        // SAFETY: a live handle, a NUL-terminated name, a buffer of 6 floats.
+        let code = unsafe { ptyflow_result_f32(p, c"angle".as_ptr(), angle.as_mut_ptr(), 6) };
+        assert_eq!(code, PTYFLOW_OK);
+        assert!(angle.iter().all(|a| a.abs() < 2e-3), "{angle:?}");
+        // SAFETY: a live handle, freed once.
+        unsafe { ptyflow_free(p) };
+
+        // Bad input names the field.
+        let (code, _) = create_json(&json("patterns:2", disc));
+        assert_eq!(code, PTYFLOW_ERR_CONFIG);
+        assert!(last().contains("compress.basis"), "{}", last());
+        let (code, _) = create_json(&json("zernike:3", ""));
+        assert_eq!(code, PTYFLOW_ERR_CONFIG);
+        assert!(last().contains("reduce.center"), "{}", last());
+        let (code, _) = create_json(&json("zernike:13", disc));
+        assert_eq!(code, PTYFLOW_ERR_CONFIG);
+        assert!(last().contains("compress.basis"), "{}", last());
     }
 }

@@ -96,7 +96,7 @@ impl<R: AsRef<[Run]>, M: AsRef<[f32]>> Basis<R, M> {
     ///
     /// [`Error::GeometryMismatch`] (before writing anything) for a frame that is not the
     /// region's geometry's area or `coeffs` that is not K long.
-    #[inline]
+    #[inline(always)]
     pub fn project<P: Pixel>(
         &self,
         frame: &[P],
@@ -479,6 +479,10 @@ impl<R: AsRef<[Run]>, M: AsRef<[f32]>> Compressor<R, M> {
     ///
     /// [`Error::GeometryMismatch`] (before writing anything) for a frame that is not the
     /// geometry's area or an `out` of the wrong length.
+    ///
+    /// `#[inline(always)]` (as [`Compressor::compress_batch`]): the host compiles the kernel
+    /// again for a wider vector unit by inlining it into a `#[target_feature]` function.
+    #[inline(always)]
     pub fn compress<P: Pixel>(&self, frame: &[P], out: &mut [f32]) -> Result<FrameSummary, Error> {
         self.geometry().check_len(frame.len())?;
         check_len(self.values_per_frame(), out.len())?;
@@ -501,6 +505,7 @@ impl<R: AsRef<[Run]>, M: AsRef<[f32]>> Compressor<R, M> {
     /// Returns the number of frames; [`Error::GeometryMismatch`] (before writing anything) if a
     /// frame is not the geometry's area, `out` is not frames × V long or `summaries` not
     /// frames long.
+    #[inline(always)]
     pub fn compress_batch<'f, P, I>(
         &self,
         frames: I,

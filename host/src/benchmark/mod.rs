@@ -21,6 +21,7 @@ use std::time::Instant;
 use crate::Result;
 
 pub mod bandwidth;
+pub mod compress;
 pub mod live;
 pub mod recon;
 pub mod reduction;
@@ -54,12 +55,21 @@ pub struct Measurement {
     pub frames: u64,
     /// Wall time of the pass in seconds.
     pub seconds: f64,
+    /// CPU time the whole process spent per pass (all threads, user + system; the mean over
+    /// the passes [`Measurement::repeat`] ran), seconds; 0 where not measured. On a machine shared with other work the wall time grows, this
+    /// does not: `frames / cpu_seconds` is the rate per fully used core.
+    pub cpu_seconds: f64,
 }
 
 impl Measurement {
     /// Frames per second.
     pub fn fps(&self) -> f64 {
         self.frames as f64 / self.seconds
+    }
+
+    /// Frames per CPU-second (per fully used core; `None` when not measured).
+    pub fn cpu_fps(&self) -> Option<f64> {
+        (self.cpu_seconds > 0.0).then(|| self.frames as f64 / self.cpu_seconds)
     }
 
     /// The pass with the median rate (`None` for no passes).
@@ -74,15 +84,46 @@ impl Measurement {
     pub fn repeat(seconds: f64, mut pass: impl FnMut() -> Result<u64>) -> Result<Measurement> {
         let mut passes = Vec::new();
         let mut spent = 0.0;
+        let cpu_start = process_cpu_seconds();
         while passes.len() < 3 || (spent < seconds && passes.len() < 1000) {
             let t = Instant::now();
             let frames = pass()?;
             let s = t.elapsed().as_secs_f64();
             spent += s;
-            passes.push(Measurement { frames, seconds: s });
+            passes.push(Measurement {
+                frames,
+                seconds: s,
+                cpu_seconds: 0.0,
+            });
         }
-        Ok(Measurement::median_of(passes).expect("at least three passes"))
+        // CPU time is counted in 10 ms ticks: spread the total over the passes (which all
+        // process the same frames) rather than time each short pass.
+        let cpu = (process_cpu_seconds() - cpu_start) / passes.len() as f64;
+        let median = Measurement::median_of(passes).expect("at least three passes");
+        Ok(Measurement {
+            cpu_seconds: cpu,
+            ..median
+        })
     }
+}
+
+/// CPU time of this process so far (user + system, all threads), seconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms: time passes of a second or more); 0 where there
+/// is no `/proc`.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // `rest` starts at field 3 (index 0): utime is index 11, stime 12. USER_HZ is 100 on
+    // every Linux port.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// A benchmark workload; see the [module docs](self) for how to add one.
@@ -113,10 +154,11 @@ impl Workload {
     }
 }
 
-/// Every workload, in the order `ptyflow bench` runs them: W1–W3 (reduction), W4–W5
-/// (reconstruction), L1 (live sources on loopback).
+/// Every workload, in the order `ptyflow bench` runs them: W1–W3 (reduction), C1
+/// (compression, paper 002), W4–W5 (reconstruction), L1 (live sources on loopback).
 pub fn workloads() -> Vec<Workload> {
     let mut all = reduction::workloads();
+    all.extend(compress::workloads());
     all.extend(recon::workloads());
     all.extend(live::workloads());
     all
@@ -131,6 +173,9 @@ pub struct Row {
     pub frame: String,
     /// Frames per second (median pass).
     pub fps: f64,
+    /// Frames per CPU-second of the median pass, all threads counted: the rate per fully used
+    /// core, which a loaded machine does not lower (null where not measured).
+    pub cpu_fps: Option<f64>,
     /// Frame bytes per second, GB/s (10⁹).
     pub gbps: f64,
     /// `gbps` over the read bandwidth measured with the same number of threads.
@@ -220,6 +265,7 @@ pub fn run(opts: &BenchOptions, mut on_row: impl FnMut(&Workload, &Row)) -> Resu
             workload: w.name.to_owned(),
             frame: format!("{}x{} {}", w.width, w.height, w.pixel),
             fps,
+            cpu_fps: m.cpu_fps(),
             gbps,
             bandwidth_fraction: gbps / bandwidth_n.gbps,
             target_fps: w.target_fps,
@@ -242,7 +288,11 @@ mod tests {
 
     #[test]
     fn median_pass_is_the_middle_rate() {
-        let m = |frames, seconds| Measurement { frames, seconds };
+        let m = |frames, seconds| Measurement {
+            frames,
+            seconds,
+            cpu_seconds: 0.0,
+        };
         let med = Measurement::median_of(vec![m(10, 1.0), m(30, 1.0), m(20, 1.0)]).unwrap();
         assert_eq!(med.fps(), 20.0);
         assert!(Measurement::median_of(Vec::new()).is_none());

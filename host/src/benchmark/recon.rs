@@ -210,6 +210,7 @@ fn w6_job(ctx: &Context) -> Result<Measurement> {
         passes.push(Measurement {
             frames: positions as u64,
             seconds,
+            cpu_seconds: 0.0,
         });
     }
     Measurement::median_of(passes).ok_or_else(|| Error::param("bench", "no W6 pass ran"))

@@ -221,7 +221,7 @@ pub fn synthetic_frames(
 }
 
 /// Writes `frames` as a headerless little-endian `u16` raw dump and opens it.
-fn write_dump(
+pub(super) fn write_dump(
     ctx: &Context,
     name: &str,
     (width, height): (usize, usize),

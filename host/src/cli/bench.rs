@@ -19,11 +19,16 @@ Workloads (synthetic data):
   W1 memory  the same from memory (separates the memory map's cost)      target 100 kfps
   W2 memory  96x96 u16: bin 2 + 8 label masks + sum, sum^2 + dose         target 300 kfps
   W3 memory  256x256 u16: 45 dense masks over the bright-field disc      target 100 kfps
+  C1 mmap    256x256 u16 compressed (paper 002): 45 Zernike BF + 1 DF + 2
+             perpendicular = 48 values, C = 1365, raw dump, pipeline::run target 100 kfps
+  C1 memory  the same from memory, batches of 16                          target 100 kfps
 
-Numbers drift on a shared machine: compare fractions of the bandwidth, and medians of runs.")]
+Numbers drift on a shared machine: compare fractions of the bandwidth, medians of runs, and
+`per cpu-s` (frames per CPU-second of the process, all threads: the rate per fully used core,
+which other load does not lower).")]
 pub struct Args {
-    /// Print one JSON array (keys: workload, frame, fps, gbps, bandwidth_fraction, target_fps,
-    /// met) instead of a table.
+    /// Print one JSON array (keys: workload, frame, fps, cpu_fps, gbps, bandwidth_fraction,
+    /// target_fps, met) instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Worker threads [default: all cores].
@@ -77,16 +82,17 @@ pub fn run(args: Args) -> Result<()> {
             header_done = true;
             let _ = writeln!(
                 out,
-                "{:<16} {:>11} {:>10} {:>7} {:>9} {:>10} {:>4}  what",
-                "workload", "frame", "frames/s", "GB/s", "of bw", "target", "met"
+                "{:<16} {:>11} {:>10} {:>10} {:>7} {:>9} {:>10} {:>4}  what",
+                "workload", "frame", "frames/s", "per cpu-s", "GB/s", "of bw", "target", "met"
             );
         }
         let _ = writeln!(
             out,
-            "{:<16} {:>11} {:>10.0} {:>7.2} {:>8.0}% {:>10.0} {:>4}  {}",
+            "{:<16} {:>11} {:>10.0} {:>10} {:>7.2} {:>8.0}% {:>10.0} {:>4}  {}",
             row.workload,
             row.frame,
             row.fps,
+            row.cpu_fps.map_or("-".into(), |v| format!("{v:.0}")),
             row.gbps,
             100.0 * row.bandwidth_fraction,
             row.target_fps,

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod compare;
+pub mod compress;
 pub mod dump_args;
 pub mod info;
 pub mod live;
@@ -42,6 +43,9 @@ pub enum Command {
     Live(live::Args),
     /// Simulate a 4D-STEM ptychography dataset with its ground truth.
     Simulate(simulate::Args),
+    /// Compress every frame of a dump by change of basis (paper 002): coefficients, angles,
+    /// the basis and a report.
+    Compress(compress::Args),
     /// Compare a reconstructed object with a ground truth (NRMSE, correlation, FRC).
     Compare(compare::Args),
     /// Measure the throughput of every stage against the 100 kfps target.
@@ -72,6 +76,7 @@ where
         Command::Replay(a) => replay::run(a),
         Command::Live(a) => live::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Compress(a) => compress::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
     };

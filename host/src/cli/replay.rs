@@ -375,6 +375,7 @@ impl JobArgs {
             },
             optics,
             recon,
+            compress: None,
             run: RunConfig {
                 threads: self.threads,
                 batch_frames: Some(self.batch.max(1)),

@@ -37,6 +37,10 @@ pub struct JobConfig {
     /// The online reconstruction; absent: none.
     #[serde(default)]
     pub recon: Option<ReconConfig>,
+    /// The compression of paper 002 ([`crate::job::compress()`]); absent: none. Left out of
+    /// the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<super::compress::CompressConfig>,
     /// Threads, queues, pacing and the memory budget.
     #[serde(default)]
     pub run: RunConfig,
@@ -524,6 +528,11 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("recon.step_noise", "--step-noise"),
     ("recon.step_total", "--step-total"),
     ("recon.step_start", "--step-start"),
+    ("compress.basis", "--basis"),
+    ("compress.dark_field", "--dark-field"),
+    ("compress.dark_outer", "--dark-outer"),
+    ("compress.values", "--values"),
+    ("compress.seed", "--seed"),
     ("run.threads", "--threads"),
     ("run.batch_frames", "--batch"),
     ("run.fps", "--fps"),
@@ -541,6 +550,7 @@ impl JobConfig {
             reduce: ReduceConfig::default(),
             optics: Optics::default(),
             recon: None,
+            compress: None,
             run: RunConfig::default(),
             out: None,
         }
@@ -662,6 +672,9 @@ impl JobConfig {
             options.method(wf)?;
             options.schedule(wf)?;
             ObjectConstraint::from_name(&recon.object_constraint)?;
+        }
+        if let Some(c) = &self.compress {
+            c.validate()?;
         }
         Ok(())
     }

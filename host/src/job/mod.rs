@@ -13,6 +13,9 @@
 //! - [`live()`]: a detector streaming over the network (a Merlin's data port), received
 //!   into a push session; everything received is written even when the connection is lost.
 //!
+//! - [`compress()`]: a recorded dump compressed by change of basis (paper 002), its
+//!   coefficients, angles and basis written into `out`.
+//!
 //! Both end in a [`JobOutcome`]: the report (`report.json`), the arrays by name and the
 //! reconstruction. The order of a job: validate the configuration; open the source; resolve
 //! the scan; check every size against the memory budget ([`size`]) before anything is
@@ -35,6 +38,7 @@
 //! # Ok::<(), ptyflow::Error>(())
 //! ```
 
+pub mod compress;
 mod config;
 mod live;
 mod memory;
@@ -49,6 +53,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+pub use compress::{CompressConfig, CompressOutcome, compress};
 pub use config::{
     DumpSource, FIELDS, JobConfig, MemorySize, MerlinSource, PushSource, RadiusUnit, ReconConfig,
     ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source,

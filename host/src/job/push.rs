@@ -14,6 +14,7 @@ use super::size::{ReductionSize, push_pool};
 use super::{JobOutcome, recon, write_report};
 use crate::budget::thread_stacks;
 use crate::optics::Optics;
+use crate::pipeline::compress::CompressPlan;
 use crate::pipeline::detectors::Disc;
 use crate::pipeline::push::{CounterReader, PushError, PushOptions, PushPipeline};
 use crate::pipeline::recon::{ReconConsumer, ReconRequest};
@@ -32,6 +33,8 @@ pub struct PushSession {
     threads: usize,
     batch: usize,
     config: JobConfig,
+    /// The compression (`config.compress`), when asked.
+    compress: Option<Arc<CompressPlan>>,
 }
 
 impl PushSession {
@@ -138,7 +141,34 @@ impl PushSession {
                 Some(request.build(frame, &scan, centre)?)
             }
         };
-        let pipeline = PushPipeline::start(Arc::clone(&plan), consumer, &opts)?;
+        let compress = match &config.compress {
+            None => None,
+            Some(cc) => {
+                let Some(disc) = plan.disc else {
+                    return Err(Error::param(
+                        "reduce.center",
+                        "compression needs the bright-field disc: set `reduce.center` and \
+                         `reduce.bf_radius`; push mode cannot find it from the data",
+                    ));
+                };
+                let built =
+                    super::compress::build_basis(cc, frame, disc, scan.positions(), |_, _| {
+                        Err(Error::param(
+                            "compress.basis",
+                            "push mode cannot draw recorded patterns from frames not yet pushed: \
+                         use zernike:N or binning:W",
+                        ))
+                    })?;
+                Some(Arc::new(CompressPlan {
+                    compressor: built.compressor,
+                    values: cc.values,
+                    frames: scan.positions(),
+                    threads: opts.threads,
+                }))
+            }
+        };
+        let pipeline =
+            PushPipeline::start_compressing(Arc::clone(&plan), consumer, &opts, compress.clone())?;
         Ok(PushSession {
             pipeline,
             plan,
@@ -147,6 +177,7 @@ impl PushSession {
             threads: opts.threads,
             batch: opts.batch_frames,
             config: config.clone(),
+            compress,
         })
     }
 
@@ -194,10 +225,18 @@ impl PushSession {
             threads,
             batch,
             config,
+            compress,
         } = self;
         let outcome = pipeline.finish()?;
         let counters = outcome.counters;
-        let arrays = reduction_outputs(&plan, &outcome.reducer, &scan, plan.frames)?;
+        let mut arrays = reduction_outputs(&plan, &outcome.reducer, &scan, plan.frames)?;
+        if let Some(c) = &compress {
+            arrays.extend(super::compress::compressed_arrays(
+                &outcome.compressed,
+                &scan,
+                c.compressor.values_per_frame(),
+            ));
+        }
         let out: Option<PathBuf> = config.out.clone();
         let mut outputs = Vec::new();
         if let Some(out) = &out {

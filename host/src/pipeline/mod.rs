@@ -2,6 +2,7 @@
 //! optional in-order consumer (the online reconstruction), results merged at the end. The
 //! job layer ([`crate::job`]) decides what runs; this module runs it.
 
+pub mod compress;
 pub mod detectors;
 pub mod positions;
 pub mod push;

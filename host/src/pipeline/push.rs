@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 
+use super::compress::{CompressPlan, CompressWorker};
 use super::reduce::{ReducePlan, Reducer, merge_reducers};
 use super::run::{Counters, Joined, OrderedConsumer, Worker};
 use crate::budget::{checked_len, try_filled, try_with_capacity};
@@ -118,9 +119,14 @@ pub struct PushOutcome<C> {
     pub consumer: Option<C>,
     /// Counters and times (`frames_dropped` = frames rejected in non-blocking mode).
     pub counters: Counters,
+    /// Each worker's compressed frames, when the pipeline compresses
+    /// ([`PushPipeline::start_compressing`]); empty otherwise.
+    pub compressed: Vec<CompressWorker>,
 }
 
-type WorkerHandle = JoinHandle<Result<(Reducer, Duration)>>;
+/// What a worker thread hands back: its reducer, its compressed frames, its busy time.
+type WorkerResult = Result<((Reducer, Option<CompressWorker>), Duration)>;
+type WorkerHandle = JoinHandle<WorkerResult>;
 
 /// Frames pushed in by readout code, reduced by worker threads; see the [module docs](self).
 pub struct PushPipeline<C: OrderedConsumer + 'static> {
@@ -170,6 +176,17 @@ fn frame_at(bytes: &[u8], k: usize, frame_bytes: usize, pixel: PixelKind) -> Fra
 impl<C: OrderedConsumer + 'static> PushPipeline<C> {
     /// Starts the worker threads (and the consumer's thread) and allocates the buffer pool.
     pub fn start(plan: Arc<ReducePlan>, consumer: Option<C>, opts: &PushOptions) -> Result<Self> {
+        Self::start_compressing(plan, consumer, opts, None)
+    }
+
+    /// [`PushPipeline::start`], each worker also compressing its frames with `compress`
+    /// (paper 002; the rows come back in [`PushOutcome::compressed`]).
+    pub fn start_compressing(
+        plan: Arc<ReducePlan>,
+        consumer: Option<C>,
+        opts: &PushOptions,
+        compress: Option<Arc<CompressPlan>>,
+    ) -> Result<Self> {
         let threads = opts.threads.max(1);
         let batch_frames = opts.batch_frames.max(1);
         // Sizes follow from the configuration: checked, and allocated fallibly.
@@ -211,23 +228,29 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
             |e| Error::memory("run.threads", format!("starting a thread: {e}"), None, None);
         for _ in 0..threads {
             let mut reducer = Reducer::new(Arc::clone(&plan))?;
+            let mut compressor = compress
+                .as_ref()
+                .map(|c| CompressWorker::new(Arc::clone(c)));
             let (rx, free, live) = (work_rx.clone(), free_tx.clone(), Arc::clone(&live));
             workers.push(
                 std::thread::Builder::new()
-                    .spawn(move || -> Result<(Reducer, Duration)> {
+                    .spawn(move || -> WorkerResult {
                         let mut busy = Duration::ZERO;
                         for batch in rx {
                             let t = Instant::now();
                             let bytes = batch.bytes();
                             for (k, &index) in batch.indices.iter().enumerate() {
                                 reducer.process(index, frame_at(bytes, k, frame_bytes, pixel))?;
+                                if let Some(c) = compressor.as_mut() {
+                                    c.process(index, frame_at(bytes, k, frame_bytes, pixel))?;
+                                }
                             }
                             busy += t.elapsed();
                             live.processed
                                 .fetch_add(batch.indices.len() as u64, Ordering::Relaxed);
                             release(batch, &free);
                         }
-                        Ok((reducer, busy))
+                        Ok(((reducer, compressor), busy))
                     })
                     .map_err(spawn_err)?,
             );
@@ -378,11 +401,14 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
         }
         let (busy, consume_busy) = (reduce.busy, consume.busy);
         let consumer = consume.values.into_iter().next();
-        let reducer = merge_reducers(reduce.values)?;
+        let (reducers, compressed): (Vec<_>, Vec<_>) = reduce.values.into_iter().unzip();
+        let reducer = merge_reducers(reducers)?;
+        let compressed = compressed.into_iter().flatten().collect();
         let c = self.counters();
         Ok(PushOutcome {
             reducer,
             consumer,
+            compressed,
             counters: Counters {
                 frames_read: c.pushed,
                 frames_processed: c.processed,

@@ -12,7 +12,7 @@ fn quick_json_has_one_object_per_workload_with_positive_numbers() {
         .iter()
         .map(|r| r["workload"].as_str().expect("workload is a string"))
         .collect();
-    for w in ["W1", "W2", "W3"] {
+    for w in ["W1", "W2", "W3", "C1"] {
         assert!(
             names.iter().any(|n| n.starts_with(w)),
             "{w} missing: {names:?}"
@@ -26,6 +26,7 @@ fn quick_json_has_one_object_per_workload_with_positive_numbers() {
             keys,
             [
                 "bandwidth_fraction",
+                "cpu_fps",
                 "fps",
                 "frame",
                 "gbps",
@@ -40,6 +41,11 @@ fn quick_json_has_one_object_per_workload_with_positive_numbers() {
                 .unwrap_or_else(|| panic!("{k} is a number: {row}"));
             assert!(v.is_finite() && v > 0.0, "{k} = {v} in {row}");
         }
+        // Frames per CPU-second: null where a workload does not measure it.
+        assert!(
+            obj["cpu_fps"].is_null() || obj["cpu_fps"].as_f64().is_some_and(|v| v > 0.0),
+            "{row}"
+        );
         assert!(obj["met"].is_boolean(), "{row}");
         let frame = obj["frame"].as_str().expect("frame is a string");
         assert!(
