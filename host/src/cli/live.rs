@@ -3,8 +3,8 @@
 use clap::Args as ClapArgs;
 
 use super::replay::JobArgs;
-use crate::job::{self, Hooks, JobConfig, MerlinSource, Source};
-use crate::{Error, Result};
+use crate::Result;
+use crate::job::{self, JobConfig, MerlinSource, Source};
 
 /// Flags of `ptyflow live`.
 #[derive(Debug, ClapArgs)]
@@ -55,30 +55,6 @@ impl Args {
 /// Runs `ptyflow live`.
 pub fn run(args: Args) -> Result<()> {
     let config = args.to_config();
-    let hooks = Hooks {
-        progress: (!args.job.quiet)
-            .then(super::progress::Bar::on_terminal)
-            .flatten(),
-        interrupt: super::interrupt_flag(),
-    };
-    let outcome = job::live(&config, &hooks)?;
-    let r = &outcome.report;
-    eprintln!(
-        "ptyflow: {} frames received, {} processed, {} dropped in {:.3} s ({:.0} frames/s); outputs in {}",
-        r.counters.frames_read,
-        r.counters.frames_processed,
-        r.counters.frames_dropped,
-        r.counters.wall_s,
-        r.fps_overall,
-        args.job.out.display()
-    );
-    if r.counters.interrupted {
-        return Err(Error::Interrupted(format!(
-            "stopped after {} of {} frames; what was computed is in {}",
-            r.counters.frames_processed,
-            r.frames_in_file,
-            args.job.out.display()
-        )));
-    }
-    Ok(())
+    let outcome = job::live(&config, &args.job.hooks())?;
+    args.job.conclude(&outcome.report, "received")
 }

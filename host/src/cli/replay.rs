@@ -392,34 +392,46 @@ impl JobArgs {
 /// Runs `ptyflow replay`.
 pub fn run(args: Args) -> Result<()> {
     let config = args.to_config();
-    let hooks = Hooks {
-        progress: (!args.job.quiet)
-            .then(super::progress::Bar::on_terminal)
-            .flatten(),
-        interrupt: super::interrupt_flag(),
-    };
-    let outcome = job::replay(&config, &hooks)?;
-    let r = &outcome.report;
-    eprintln!(
-        "ptyflow: {} frames read, {} processed, {} dropped in {:.3} s ({:.0} frames/s); outputs in {}",
-        r.counters.frames_read,
-        r.counters.frames_processed,
-        r.counters.frames_dropped,
-        r.counters.wall_s,
-        r.fps_overall,
-        args.job.out.display()
-    );
-    if let Some(changed) = &r.counters.source_changed {
-        // As after Ctrl-C, what was computed is written; then the error (exit code 2).
-        return Err(Error::Changed(changed.clone()));
+    let outcome = job::replay(&config, &args.job.hooks())?;
+    args.job.conclude(&outcome.report, "read")
+}
+
+impl JobArgs {
+    /// The progress bar (unless `--quiet`) and the Ctrl-C flag.
+    pub fn hooks(&self) -> Hooks {
+        Hooks {
+            progress: (!self.quiet)
+                .then(super::progress::Bar::on_terminal)
+                .flatten(),
+            interrupt: super::interrupt_flag(),
+        }
     }
-    if r.counters.interrupted {
-        return Err(Error::Interrupted(format!(
-            "stopped after {} of {} frames; what was computed is in {}",
+
+    /// Prints the one-line summary of a finished job (`frames <verb>`, processed, dropped,
+    /// rate) and turns a shrunk dump or an interrupt into its error, after the outputs were
+    /// written.
+    pub fn conclude(&self, r: &job::JobReport, verb: &str) -> Result<()> {
+        eprintln!(
+            "ptyflow: {} frames {verb}, {} processed, {} dropped in {:.3} s ({:.0} frames/s); outputs in {}",
+            r.counters.frames_read,
             r.counters.frames_processed,
-            r.frames_in_file,
-            args.job.out.display()
-        )));
+            r.counters.frames_dropped,
+            r.counters.wall_s,
+            r.fps_overall,
+            self.out.display()
+        );
+        if let Some(changed) = &r.counters.source_changed {
+            // As after Ctrl-C, what was computed is written; then the error (exit code 2).
+            return Err(Error::Changed(changed.clone()));
+        }
+        if r.counters.interrupted {
+            return Err(Error::Interrupted(format!(
+                "stopped after {} of {} frames; what was computed is in {}",
+                r.counters.frames_processed,
+                r.frames_in_file,
+                self.out.display()
+            )));
+        }
+        Ok(())
     }
-    Ok(())
 }
