@@ -418,6 +418,7 @@ unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
                 mrad_per_px: optics.mrad_per_px.or(given(r.mrad_per_px)),
                 step_angstrom: Some(r.scan_step_angstrom),
                 scan_rotation_deg: None,
+                probe_kind: None,
             };
             Some(ReconConfig {
                 method,

@@ -100,6 +100,11 @@ pub struct Optics {
     /// Rotation of the scan grid relative to the detector, degrees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_rotation_deg: Option<f64>,
+    /// What shapes the probe in the aperture plane besides the aperture and the aberrations
+    /// ([`ProbeKind`], written `defocus`, `fzp:F` or `random:SEED[:CELL[:RANGE]]`); absent:
+    /// `defocus` (a plain aperture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_kind: Option<ProbeKind>,
 }
 
 impl Optics {
@@ -123,16 +128,22 @@ impl Optics {
         for ((_, mine), (_, theirs)) in self.fields().into_iter().zip(fallback.fields()) {
             *mine = mine.or(*theirs);
         }
+        self.probe_kind = self.probe_kind.or(fallback.probe_kind);
         self
     }
 
-    /// Reads the known numeric keys of a JSON object written by someone else (a sidecar);
-    /// other keys and values that are not numbers are ignored.
+    /// Reads the known numeric keys of a JSON object written by someone else (a sidecar),
+    /// and `probe_kind` when it is a string [`ProbeKind`] parses; other keys and values
+    /// that are not numbers are ignored.
     pub fn from_json_lenient(value: &serde_json::Value) -> Optics {
         let mut optics = Optics::default();
         for (key, field) in optics.fields() {
             *field = value.get(key).and_then(|v| v.as_f64());
         }
+        optics.probe_kind = value
+            .get("probe_kind")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok());
         optics
     }
 
@@ -168,7 +179,7 @@ impl Optics {
                 ));
             }
         }
-        Ok(())
+        self.probe_kind.map_or(Ok(()), |k| k.validate())
     }
 
     /// A value the reconstruction needs: an error naming the field when it is missing.
@@ -191,9 +202,198 @@ impl Optics {
             cs_mm: self.cs_mm.unwrap_or(0.0),
             astigmatism_angstrom: self.astigmatism_angstrom.unwrap_or(0.0),
             astigmatism_angle_deg: self.astigmatism_angle_deg.unwrap_or(0.0),
+            kind: self.probe_kind.unwrap_or_default(),
         };
         p.validate()?;
         Ok(p)
+    }
+}
+
+/// What shapes the probe in the aperture (back focal) plane besides the disc of the
+/// condenser aperture and the aberration phase `χ`: the aperture-plane function is
+/// `A(k) = a(k) · exp(i φ_plate(k)) · exp(−i χ(k))` with `a` the disc of radius α, and the probe
+/// its inverse Fourier transform ([`ProbeParams::sample`]). The three probes of paper 003
+/// (Pelz et al. 2017, fig. 5): a defocused probe, a defocused Fresnel zone plate and a
+/// randomised probe from a holographic phase plate focused by a conventional lens.
+///
+/// Written (command line `--probe-kind`, JSON `optics.probe_kind`) as `defocus`, `fzp:F` or
+/// `random:SEED[:CELL_MRAD[:RANGE_RAD]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ProbeKind {
+    /// No plate: `φ_plate = 0`; the probe is shaped by the aperture and `χ` alone (defocus).
+    #[default]
+    Defocus,
+    /// A binary phase Fresnel zone plate of focal length `f` (Å) in the aperture plane:
+    /// `φ_plate(k) = π · (⌊λ f |k|²⌋ mod 2)`, amplitude 1. Zone `n` covers
+    /// `n ≤ λ f |k|² < n + 1`, i.e. the zones of a lens that defocuses by `f`
+    /// (`π λ f |k|²` = the defocus phase of `f`, crossing a multiple of π at each zone edge);
+    /// `α² f / λ` zones fill the aperture. Equal-area 0/π zones carry no zeroth order: the
+    /// probe is the sum of the ±1st orders, beams focused `f` before and after the specimen
+    /// (plus the odd higher orders at `f/3`, `f/5`, … with weights `1/9`, `1/25`, … in
+    /// intensity). Paper 003 places the specimen 600 nm from the plate's focus, with the lens
+    /// itself in focus (`optics.defocus_angstrom` 0).
+    Fzp {
+        /// Focal length `f` of the zone plate's first order, Å (> 0).
+        focal_angstrom: f64,
+    },
+    /// A random phase plate: the aperture is tiled by square cells of side `cell_mrad`
+    /// (in scattering angle, aligned with the optical axis at a cell corner); cell `(i, j)`
+    /// (`i = ⌊θx / cell⌋`, `j = ⌊θy / cell⌋`) carries the phase `range_rad · u(seed, i, j)`
+    /// with `u` uniform in `[0, 1)` from a [`rand_pcg::Pcg64`] seeded by the seed and the
+    /// cell, amplitude 1. Reproducible: the same seed gives the same plate on every grid and
+    /// run. Paper 003 states neither the feature size nor the phase range; the defaults are
+    /// cells of α/10 (about 80 cells in the aperture; the probe's speckle envelope is about
+    /// `λ / cell` = 10 λ/α wide) and the full range 2π.
+    Random {
+        /// Seed of the plate.
+        seed: u64,
+        /// Side of a cell in mrad; absent: α / 10.
+        cell_mrad: Option<f64>,
+        /// Phase range in radians (phases uniform in `[0, range)`); absent: 2π.
+        range_rad: Option<f64>,
+    },
+}
+
+impl ProbeKind {
+    /// Checks the parameters (finite, positive where they must be); errors name
+    /// `optics.probe_kind`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::param("optics.probe_kind", what));
+        match *self {
+            ProbeKind::Defocus => Ok(()),
+            ProbeKind::Fzp { focal_angstrom: f } if !(f.is_finite() && f > 0.0) => {
+                bad(format!("fzp focal length {f} Å, expected > 0"))
+            }
+            ProbeKind::Random {
+                cell_mrad: Some(c), ..
+            } if !(c.is_finite() && c > 0.0) => bad(format!("random cell {c} mrad, expected > 0")),
+            ProbeKind::Random {
+                range_rad: Some(r), ..
+            } if !(r.is_finite() && r >= 0.0) => {
+                bad(format!("random phase range {r} rad, expected ≥ 0"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The plate's phase `φ_plate` in radians at spatial frequency `(kx, ky)` (1/Å), for the
+    /// wavelength `lambda` (Å) and aperture `alpha_mrad` (the random plate's default cell).
+    pub fn plate_phase(&self, kx: f64, ky: f64, lambda: f64, alpha_mrad: f64) -> f64 {
+        match *self {
+            ProbeKind::Defocus => 0.0,
+            ProbeKind::Fzp { focal_angstrom } => {
+                let zone = (lambda * focal_angstrom * (kx * kx + ky * ky)).floor() as u64;
+                if zone % 2 == 1 {
+                    std::f64::consts::PI
+                } else {
+                    0.0
+                }
+            }
+            ProbeKind::Random {
+                seed,
+                cell_mrad,
+                range_rad,
+            } => {
+                use rand::{Rng, SeedableRng};
+                let cell = cell_mrad.unwrap_or(alpha_mrad / 10.0) * 1e-3;
+                let i = (lambda * kx / cell).floor() as i64;
+                let j = (lambda * ky / cell).floor() as i64;
+                let key = ((i as u64) << 32) ^ (j as u64 & 0xffff_ffff);
+                let mut rng = rand_pcg::Pcg64::seed_from_u64(seed ^ key.rotate_left(17));
+                // Two draws: the first output of a freshly seeded stream is only a function
+                // of the seed, the second decorrelates neighbouring keys further.
+                let _: u64 = rng.r#gen();
+                range_rad.unwrap_or(2.0 * std::f64::consts::PI) * rng.r#gen::<f64>()
+            }
+        }
+    }
+
+    /// The command-line and JSON name of the kind: `defocus`, `fzp` or `random`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProbeKind::Defocus => "defocus",
+            ProbeKind::Fzp { .. } => "fzp",
+            ProbeKind::Random { .. } => "random",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ProbeKind::Defocus => write!(f, "defocus"),
+            ProbeKind::Fzp { focal_angstrom } => write!(f, "fzp:{focal_angstrom}"),
+            ProbeKind::Random {
+                seed,
+                cell_mrad,
+                range_rad,
+            } => {
+                write!(f, "random:{seed}")?;
+                match (cell_mrad, range_rad) {
+                    (None, None) => Ok(()),
+                    (Some(c), None) => write!(f, ":{c}"),
+                    (c, Some(r)) => write!(f, ":{}:{r}", c.map_or(String::new(), |c| c.to_string())),
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ProbeKind {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::param(
+                "optics.probe_kind",
+                format!(
+                    "`{text}`: expected defocus, fzp:F (focal length in Å) or \
+                     random:SEED[:CELL_MRAD[:RANGE_RAD]]"
+                ),
+            )
+        };
+        let mut parts = text.trim().split(':');
+        let kind = match parts.next().unwrap_or("") {
+            "defocus" => ProbeKind::Defocus,
+            "fzp" => ProbeKind::Fzp {
+                focal_angstrom: parts.next().ok_or_else(bad)?.trim().parse().map_err(|_| bad())?,
+            },
+            "random" => {
+                let seed = parts.next().ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+                let opt = |p: Option<&str>| -> Result<Option<f64>> {
+                    match p.map(str::trim) {
+                        None | Some("") => Ok(None),
+                        Some(v) => v.parse().map(Some).map_err(|_| bad()),
+                    }
+                };
+                let cell_mrad = opt(parts.next())?;
+                let range_rad = opt(parts.next())?;
+                ProbeKind::Random {
+                    seed,
+                    cell_mrad,
+                    range_rad,
+                }
+            }
+            _ => return Err(bad()),
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        kind.validate()?;
+        Ok(kind)
+    }
+}
+
+impl serde::Serialize for ProbeKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProbeKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -212,6 +412,9 @@ pub struct ProbeParams {
     pub astigmatism_angstrom: f64,
     /// Azimuth φ12 of the two-fold astigmatism in degrees.
     pub astigmatism_angle_deg: f64,
+    /// The phase plate in the aperture plane ([`ProbeKind`]; default: none, `defocus`).
+    #[serde(default)]
+    pub kind: ProbeKind,
 }
 
 impl ProbeParams {
@@ -224,6 +427,7 @@ impl ProbeParams {
             cs_mm: 0.0,
             astigmatism_angstrom: 0.0,
             astigmatism_angle_deg: 0.0,
+            kind: ProbeKind::Defocus,
         }
     }
 
@@ -254,7 +458,8 @@ impl ProbeParams {
             "optics.astigmatism_angle_deg",
             self.astigmatism_angle_deg,
             false,
-        )
+        )?;
+        self.kind.validate()
     }
 
     /// Electron wavelength in Å.
@@ -278,8 +483,17 @@ impl ProbeParams {
                 + 0.25 * c30 * theta2 * theta2)
     }
 
+    /// The aperture-plane phase in radians at `(kx, ky)` (1/Å) inside the aperture:
+    /// `φ_plate(k) − χ(k)` ([`ProbeKind::plate_phase`], [`ProbeParams::chi`]).
+    pub fn aperture_phase(&self, kx: f64, ky: f64) -> f64 {
+        self.kind
+            .plate_phase(kx, ky, self.wavelength(), self.alpha_mrad)
+            - self.chi(kx, ky)
+    }
+
     /// The probe sampled on an `M × M` window of pixel `dx` Å, centred at pixel `(M/2, M/2)`,
-    /// row-major (row = y), normalised to `Σ|P|² = 1`.
+    /// row-major (row = y), normalised to `Σ|P|² = 1`: the inverse FFT of the aperture-plane
+    /// function `a(k) · exp(i (φ_plate(k) − χ(k)))` (see [`ProbeKind`]).
     ///
     /// The aperture is a disc of radius α with a one-pixel linear soft edge in reciprocal space
     /// (limits ringing from a sampled hard edge). Errors if α lies beyond the window's Nyquist
@@ -323,7 +537,11 @@ impl ProbeParams {
                 if a > 0.0 {
                     // Centre the probe at (M/2, M/2): multiply by exp(−2πi k·r0).
                     let shift = -2.0 * std::f64::consts::PI * (kx + ky) * centre * dx;
-                    let phase = -self.chi(kx, ky) + shift;
+                    let phase = match self.kind {
+                        // Bit-identical to the probe before plates existed.
+                        ProbeKind::Defocus => -self.chi(kx, ky) + shift,
+                        _ => self.aperture_phase(kx, ky) + shift,
+                    };
                     *value = Complex64::from_polar(a, phase);
                 }
             }
@@ -464,6 +682,186 @@ mod tests {
             err = err.max((a.norm_sqr() - b.norm_sqr()).abs() as f64);
         }
         assert!(err < 1e-6);
+    }
+
+    /// The forward FFT of a sampled probe (FFT order).
+    fn spectrum_of(probe: &[Complex32], m: usize) -> Vec<Complex64> {
+        let mut spec: Vec<Complex64> = probe
+            .iter()
+            .map(|v| Complex64::new(v.re as f64, v.im as f64))
+            .collect();
+        Fft2d::new(m, m).process(&mut spec, Direction::Forward);
+        spec
+    }
+
+    fn kinds() -> [ProbeKind; 4] {
+        [
+            ProbeKind::Defocus,
+            ProbeKind::Fzp {
+                focal_angstrom: 500.0,
+            },
+            ProbeKind::Random {
+                seed: 7,
+                cell_mrad: None,
+                range_rad: None,
+            },
+            ProbeKind::Random {
+                seed: 8,
+                cell_mrad: Some(3.0),
+                range_rad: Some(1.0),
+            },
+        ]
+    }
+
+    /// Every kind is normalised, and its spectrum is the definition
+    /// `a(k) exp(i(φ_plate − χ))` (times the centring ramp) at the sample points well inside
+    /// the aperture, up to one real positive factor: same amplitude everywhere, same phase.
+    #[test]
+    fn every_probe_kind_is_normalised_and_its_aperture_is_the_definition() {
+        let (m, kv, mrad_px) = (128, 300.0, 0.5);
+        let dx = window_pixel_angstrom(kv, m, mrad_px);
+        let dk = 1.0 / (m as f64 * dx);
+        for kind in kinds() {
+            let p = ProbeParams {
+                cs_mm: 0.5,
+                kind,
+                ..ProbeParams::new(kv, 18.0, 120.0)
+            };
+            let probe = p.sample(m, dx).unwrap();
+            let total: f64 = probe.iter().map(|v| v.norm_sqr() as f64).sum();
+            assert!((total - 1.0).abs() < 1e-5, "{kind}: Σ|P|² = {total}");
+            let spec = spectrum_of(&probe, m);
+            let radius = bright_field_radius_px(18.0, mrad_px);
+            let centre = (m / 2) as f64;
+            let mut factor: Option<Complex64> = None;
+            let mut checked = 0;
+            for r in 0..m {
+                for c in 0..m {
+                    let (ky, kx) = (signed_frequency(r, m) * dk, signed_frequency(c, m) * dk);
+                    let d = (kx * kx + ky * ky).sqrt() / dk;
+                    if d > radius - 1.5 {
+                        assert!(d < radius + 1.0 || spec[r * m + c].norm() < 1e-6);
+                        continue;
+                    }
+                    let shift = -2.0 * std::f64::consts::PI * (kx + ky) * centre * dx;
+                    let want = Complex64::from_polar(1.0, p.aperture_phase(kx, ky) + shift);
+                    let ratio = spec[r * m + c] * want.conj();
+                    let f = *factor.get_or_insert(ratio);
+                    assert!(
+                        (ratio - f).norm() < 1e-4 * f.norm(),
+                        "{kind}: at ({kx:.4}, {ky:.4}) 1/Å the spectrum / definition is {ratio} \
+                         but {f} elsewhere"
+                    );
+                    checked += 1;
+                }
+            }
+            let f = factor.unwrap();
+            assert!(f.re > 0.0 && f.im.abs() < 1e-4 * f.re, "{kind}: factor {f}");
+            assert!(checked > 3000, "{kind}: {checked} points");
+        }
+    }
+
+    /// The zone plate's zones by hand: edges at θ_n = √(n λ / f), phases 0, π, 0, …; the
+    /// random plate is constant on each cell, reproducible, and uniform over its range.
+    #[test]
+    fn plates_match_their_definition_at_hand_made_points() {
+        let (lambda, alpha) = (wavelength_angstrom(300.0), 18.0);
+        let f = 500.0;
+        let fzp = ProbeKind::Fzp { focal_angstrom: f };
+        for n in 1..6 {
+            let k_edge = (n as f64 / (lambda * f)).sqrt();
+            let (before, after) = (
+                fzp.plate_phase(k_edge * 0.999, 0.0, lambda, alpha),
+                fzp.plate_phase(0.0, k_edge * 1.001, lambda, alpha),
+            );
+            let want_after = if n % 2 == 1 { std::f64::consts::PI } else { 0.0 };
+            assert_eq!(after, want_after, "zone {n}");
+            assert_eq!(before, std::f64::consts::PI - want_after, "zone {}", n - 1);
+        }
+        let random = |seed| ProbeKind::Random {
+            seed,
+            cell_mrad: Some(2.0),
+            range_rad: None,
+        };
+        // 2 mrad cells = 2e-3 / λ 1/Å.
+        let cell_k = 2e-3 / lambda;
+        let a = random(3);
+        let at = |kind: ProbeKind, i: f64, j: f64| kind.plate_phase(i * cell_k, j * cell_k, lambda, alpha);
+        assert_eq!(at(a, 0.1, 0.2), at(a, 0.9, 0.7), "one cell, one phase");
+        assert_eq!(at(a, -2.5, 1.5), at(a, -2.1, 1.9));
+        assert_eq!(at(a, 0.5, 0.5), at(random(3), 0.5, 0.5), "same seed, same plate");
+        let (mut sum, mut sum2, mut same) = (0.0, 0.0, 0);
+        let n = 40;
+        for i in -n / 2..n / 2 {
+            for j in -n / 2..n / 2 {
+                let v = at(a, i as f64 + 0.5, j as f64 + 0.5);
+                assert!((0.0..2.0 * std::f64::consts::PI).contains(&v));
+                sum += v;
+                sum2 += v * v;
+                same += usize::from(v == at(random(4), i as f64 + 0.5, j as f64 + 0.5));
+            }
+        }
+        let cells = (n * n) as f64;
+        let mean = sum / cells;
+        let sd = (sum2 / cells - mean * mean).sqrt();
+        // Uniform on [0, 2π): mean π, sd 2π/√12 = 1.814; 1600 cells: σ(mean) = 0.045.
+        assert!((mean - std::f64::consts::PI).abs() < 0.2, "mean {mean}");
+        assert!((sd - 1.814).abs() < 0.1, "sd {sd}");
+        assert_eq!(same, 0, "another seed, another plate");
+    }
+
+    /// Physics of the 0/π zone plate: its ±1st orders each carry 4/π² of the intensity, so
+    /// refocusing by ∓f (defocus = −f or +f) gives a focused spot whose peak is ≈ 4/π² = 0.405
+    /// of the plain in-focus probe's; in focus, the plate has no focused (zeroth) order.
+    #[test]
+    fn zone_plate_focuses_two_fifths_of_the_beam_at_plus_minus_f() {
+        let (m, kv, alpha, mrad_px, f) = (256, 300.0, 18.0, 0.25, 500.0);
+        let dx = window_pixel_angstrom(kv, m, mrad_px);
+        let centre = (m / 2) * m + m / 2;
+        let peak = |defocus: f64, kind| {
+            let p = ProbeParams {
+                kind,
+                ..ProbeParams::new(kv, alpha, defocus)
+            };
+            p.sample(m, dx).unwrap()[centre].norm_sqr() as f64
+        };
+        let plain = peak(0.0, ProbeKind::Defocus);
+        let fzp = ProbeKind::Fzp { focal_angstrom: f };
+        let want = 4.0 / std::f64::consts::PI.powi(2);
+        for defocus in [f, -f] {
+            let ratio = peak(defocus, fzp) / plain;
+            assert!((ratio - want).abs() < 0.06, "defocus {defocus}: {ratio}");
+        }
+        let in_focus = peak(0.0, fzp) / plain;
+        assert!(in_focus < 0.05, "in focus: {in_focus}");
+    }
+
+    #[test]
+    fn probe_kinds_parse_print_and_name_their_field() {
+        for text in ["defocus", "fzp:6000", "random:7", "random:7:2.5", "random:7:2.5:3", "random:7::3"] {
+            let kind: ProbeKind = text.parse().unwrap();
+            assert_eq!(kind.to_string(), text);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(serde_json::from_str::<ProbeKind>(&json).unwrap(), kind);
+        }
+        assert_eq!(
+            "random:1".parse::<ProbeKind>().unwrap(),
+            ProbeKind::Random {
+                seed: 1,
+                cell_mrad: None,
+                range_rad: None
+            }
+        );
+        for bad in ["", "fzp", "fzp:-1", "fzp:x", "random", "random:-3", "random:1:0", "zernike", "fzp:1:2"] {
+            let e = bad.parse::<ProbeKind>().unwrap_err().to_string();
+            assert!(e.contains("optics.probe_kind"), "{bad}: {e}");
+        }
+        // Through the optics: the sidecar's string, and the job's field.
+        let o = Optics::from_json_lenient(&serde_json::json!({"kv": 300, "probe_kind": "fzp:10"}));
+        assert_eq!(o.probe_kind, Some(ProbeKind::Fzp { focal_angstrom: 10.0 }));
+        let o: Optics = serde_json::from_str(r#"{"probe_kind": "random:5"}"#).unwrap();
+        assert_eq!(o.probe_kind.unwrap().name(), "random");
+        assert!(serde_json::from_str::<Optics>(r#"{"probe_kind": "fzp:0"}"#).is_err());
     }
 
     #[test]

@@ -52,9 +52,10 @@ pub struct JobArgs {
     pub serpentine: bool,
 
     /// Frames recorded at each scan position, one after the other (paper 000 recorded 8
-    /// frames of 2 ms per position); the dump then holds ROWS × COLS × K frames.
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    pub frames_per_position: usize,
+    /// frames of 2 ms per position); the dump then holds ROWS × COLS × K frames. Default:
+    /// the dump's sidecar (`ptyflow simulate --frames-per-position` writes it), else 1.
+    #[arg(long, value_name = "K")]
+    pub frames_per_position: Option<usize>,
 
     /// Sum the first N of each position's K frames into its pattern (8, 4, 2, 1 of 8 make a
     /// dose series from one acquisition). Default: all K.
@@ -162,6 +163,15 @@ pub struct ReconArgs {
     /// Spherical aberration Cs in mm.
     #[arg(long, value_name = "MM", allow_negative_numbers = true)]
     pub cs: Option<f64>,
+
+    /// The phase plate in the probe-forming aperture (paper 003's three probes): `defocus`
+    /// (none: aperture and aberrations only), `fzp:F` (binary 0/π Fresnel zone plate of focal
+    /// length F Å; zone n where n ≤ λF|k|² < n+1; use with --defocus 0 for paper 003's FZP
+    /// probe F from focus) or `random:SEED[:CELL[:RANGE]]` (random phase plate: square cells of
+    /// CELL mrad, default α/10, each with a phase uniform in [0, RANGE) rad, default 2π, drawn
+    /// from SEED). Default: the dump's sidecar, else defocus.
+    #[arg(long, value_name = "KIND")]
+    pub probe_kind: Option<crate::optics::ProbeKind>,
 
     /// Use this probe (complex64 .npy, M × M, centred) instead of one from the optics.
     #[arg(long, value_name = "FILE.npy")]
@@ -326,6 +336,7 @@ impl JobArgs {
             mrad_per_px: self.mrad_per_px,
             step_angstrom: r.step,
             scan_rotation_deg: r.scan_rotation,
+            probe_kind: r.probe_kind,
             ..Optics::default()
         };
         let recon = r.recon.as_deref().map(|method| ReconConfig {

@@ -64,6 +64,21 @@ pub struct Overrides {
     /// Spherical aberration Cs in mm.
     #[arg(long, value_name = "MM", allow_negative_numbers = true)]
     pub cs: Option<f64>,
+    /// The phase plate in the probe-forming aperture (paper 003's three probes): `defocus`
+    /// (none), `fzp:F` (binary 0/π Fresnel zone plate of focal length F Å: zone n where
+    /// n ≤ λF|k|² < n+1; with --defocus 0 the specimen sits F from its ±1st-order foci) or
+    /// `random:SEED[:CELL[:RANGE]]` (random phase plate: square cells of CELL mrad, default
+    /// α/10, each with a phase uniform in [0, RANGE) rad, default 2π, drawn from SEED; the
+    /// same SEED gives the same plate on any grid). Written to the sidecar, so `ptyflow replay`
+    /// reconstructs with the same probe without flags.
+    #[arg(long, value_name = "KIND")]
+    pub probe_kind: Option<crate::optics::ProbeKind>,
+    /// Frames recorded at each scan position (paper 000: 8): K independent Poisson draws of
+    /// the position's pattern, each with 1/K of the dose (--dose and --dose-per-pattern are
+    /// per position, all K frames together), written one after the other (ROWS × COLS × K
+    /// frames); the sidecar says K, so `ptyflow replay` sums them (or the first --use N).
+    #[arg(long, value_name = "K")]
+    pub frames_per_position: Option<usize>,
     /// Dose as electrons per diffraction pattern.
     #[arg(
         long,
@@ -135,6 +150,12 @@ pub fn params(args: &Args) -> Result<SimParams> {
     set(&mut p.probe.alpha_mrad, o.alpha);
     set(&mut p.probe.defocus_angstrom, o.defocus);
     set(&mut p.probe.cs_mm, o.cs);
+    if let Some(kind) = o.probe_kind {
+        p.probe.kind = kind;
+    }
+    if let Some(k) = o.frames_per_position {
+        p.frames_per_position = k;
+    }
     set(&mut p.absorption, o.absorption);
     if let Some(m) = o.detector {
         p.detector_px = m;
@@ -165,7 +186,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("ptyflow: warning: {w}");
     }
     let start = std::time::Instant::now();
-    let bar = if p.frames() >= 400 {
+    let bar = if p.frames_recorded() >= 400 {
         indicatif::ProgressBar::new(p.frames() as u64)
     } else {
         indicatif::ProgressBar::hidden()
@@ -182,10 +203,11 @@ pub fn run(args: Args) -> Result<()> {
         sim::write_previews(&ds, &args.out)?;
     }
     println!(
-        "{}: {} patterns ({}x{} scan, step {} Å) of {}x{} px at {} mrad/px, {} kV, α {} mrad, \
-         defocus {} Å",
+        "{}: {} patterns × {} frames ({}x{} scan, step {} Å) of {}x{} px at {} mrad/px, {} kV, \
+         α {} mrad, defocus {} Å, probe {}",
         written.dump.display(),
         p.frames(),
+        p.frames_per_position,
         p.scan[0],
         p.scan[1],
         p.step_angstrom,
@@ -194,7 +216,8 @@ pub fn run(args: Args) -> Result<()> {
         p.mrad_per_px,
         p.probe.kv,
         p.probe.alpha_mrad,
-        p.probe.defocus_angstrom
+        p.probe.defocus_angstrom,
+        p.probe.kind
     );
     println!(
         "dose {:.4e} e-/pattern = {:.4e} e-/Å² (per pattern / step²); mean {:.1} counts per \

@@ -161,9 +161,10 @@ pub struct ScanConfig {
     #[serde(default)]
     pub allow_partial: bool,
     /// Frames recorded at each position, one after the other (paper 000: 8); a dump then
-    /// holds `rows × cols × K` frames.
-    #[serde(default = "one")]
-    pub frames_per_position: usize,
+    /// holds `rows × cols × K` frames. Absent: the dump's sidecar
+    /// (`"frames_per_position"` in `<dump>.json`, written by `ptyflow simulate`), else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames_per_position: Option<usize>,
     /// How many of each position's frames (the first ones) are summed into its pattern;
     /// absent: all of them. 8, 4, 2, 1 of 8 make paper 000's dose series.
     #[serde(default)]
@@ -176,17 +177,41 @@ impl Default for ScanConfig {
             shape: None,
             serpentine: false,
             allow_partial: false,
-            frames_per_position: 1,
+            frames_per_position: None,
             use_frames: None,
         }
     }
 }
 
 impl ScanConfig {
-    /// The frames per position and the frames summed, checked.
+    /// The frames per position (1 when not given) and the frames summed, checked.
     pub fn grouping(&self) -> Result<crate::pipeline::positions::Grouping> {
-        crate::pipeline::positions::Grouping::new(self.frames_per_position, self.use_frames)
+        crate::pipeline::positions::Grouping::new(
+            self.frames_per_position.unwrap_or(1),
+            self.use_frames,
+        )
     }
+
+    /// [`ScanConfig::grouping`] for the dump at `dump`: frames per position as given, else
+    /// as its sidecar says (`"frames_per_position"` in `<dump>.json`), else 1.
+    pub fn grouping_for(&self, dump: &std::path::Path) -> Result<crate::pipeline::positions::Grouping> {
+        let k = self
+            .frames_per_position
+            .or_else(|| sidecar_frames_per_position(dump))
+            .unwrap_or(1);
+        crate::pipeline::positions::Grouping::new(k, self.use_frames)
+    }
+}
+
+/// `"frames_per_position"` of the sidecar beside `dump` (`<dump>.json`), when there is one
+/// holding a positive integer there.
+fn sidecar_frames_per_position(dump: &std::path::Path) -> Option<usize> {
+    let mut name = dump.as_os_str().to_owned();
+    name.push(".json");
+    let text = std::fs::read_to_string(std::path::PathBuf::from(name)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let k = value.get("frames_per_position")?.as_u64()?;
+    usize::try_from(k).ok().filter(|&k| k > 0)
 }
 
 /// The unit of virtual-detector radii and of `reduce.bf_radius`.
@@ -507,6 +532,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("optics.mrad_per_px", "--mrad-per-px"),
     ("optics.step_angstrom", "--step"),
     ("optics.scan_rotation_deg", "--scan-rotation"),
+    ("optics.probe_kind", "--probe-kind"),
     ("recon.method", "--recon"),
     ("recon.loss", "--loss"),
     ("recon.probe", "--probe"),

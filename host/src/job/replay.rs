@@ -34,7 +34,7 @@ pub(super) fn scan_kind(scan: &ScanConfig) -> ScanKind {
 /// number of patterns (positions) to process.
 pub fn resolve_scan(config: &ScanConfig, dump: &Dump) -> Result<(Scan, usize)> {
     let info = dump.info();
-    let k = config.grouping()?.per_position;
+    let k = config.grouping_for(&info.path)?.per_position;
     let [rows, cols] = config.shape.or(info.scan.map(|(r, c)| [r, c])).ok_or_else(|| {
         Error::param(
             "scan.shape",
@@ -131,7 +131,7 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     let specs = detectors_px(config);
     let crop = crop_window(config);
     // With several frames per position, the stages see each position's summed pattern.
-    let grouping = config.scan.grouping()?;
+    let grouping = config.scan.grouping_for(&source.path)?;
     let pixel = grouping.pattern_pixel(info.pixel);
 
     // The whole job, reconstruction included, must fit before anything is built.

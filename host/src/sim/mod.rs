@@ -143,6 +143,10 @@ pub struct SimParams {
     pub object: ObjectKind,
     /// Absorption η (`t = exp(iσV − ησV)`); 0 = pure phase object.
     pub absorption: f64,
+    /// Frames recorded at each position, `K` ≥ 1 (paper 000: 8): independent Poisson draws
+    /// of the same expected pattern, each with `1/K` of the dose, written one after the other
+    /// (`rows × cols × K` frames). The dose is that of a position, all `K` frames together.
+    pub frames_per_position: usize,
 }
 
 impl SimParams {
@@ -164,6 +168,7 @@ impl SimParams {
             seed: 1,
             object: ObjectKind::Mos2,
             absorption: 0.0,
+            frames_per_position: 1,
         };
         match preset {
             Preset::Mos2Defocus => base,
@@ -218,14 +223,21 @@ impl SimParams {
                 format!("{}x{}, expected at least 1x1", self.scan[0], self.scan[1]),
             ));
         }
-        let bytes = (self.scan[0] * self.scan[1]) as f64 * (m * m * 2) as f64;
+        if !(1..=1024).contains(&self.frames_per_position) {
+            return Err(Error::param(
+                "--frames-per-position",
+                format!("{}, expected 1 … 1024", self.frames_per_position),
+            ));
+        }
+        let bytes = self.frames_recorded() as f64 * (m * m * 2) as f64;
         if bytes > 16e9 {
             return Err(Error::param(
                 "--scan",
                 format!(
-                    "{}x{} patterns of {m}x{m} u16 are {:.1} GB; at most 16 GB",
+                    "{}x{}x{} frames of {m}x{m} u16 are {:.1} GB; at most 16 GB",
                     self.scan[0],
                     self.scan[1],
+                    self.frames_per_position,
                     bytes / 1e9
                 ),
             ));
@@ -313,9 +325,14 @@ impl SimParams {
         (corner + self.probe.alpha_mrad) * 1e-3 / optics::wavelength_angstrom(self.probe.kv)
     }
 
-    /// Number of patterns.
+    /// Number of patterns (scan positions).
     pub fn frames(&self) -> usize {
         self.scan[0] * self.scan[1]
+    }
+
+    /// Number of frames in the dump: positions × [`SimParams::frames_per_position`].
+    pub fn frames_recorded(&self) -> usize {
+        self.frames() * self.frames_per_position
     }
 
     /// Reconstruction pixel `dx = λ / (M θ_px)` in Å.
@@ -333,9 +350,20 @@ impl SimParams {
         optics::bright_field_radius_px(self.probe.alpha_mrad, self.mrad_per_px)
     }
 
-    /// Geometric probe diameter `2 |Δf| α` in Å (0 in focus).
+    /// Geometric probe diameter `2 |Δf| α` in Å (0 in focus); with a zone plate of focal
+    /// length `f`, `2 (|Δf| + f) α` (its outer first-order focus); with a random plate,
+    /// `2 |Δf| α` plus the speckle envelope `λ / cell`.
     pub fn probe_diameter_angstrom(&self) -> f64 {
-        2.0 * self.probe.defocus_angstrom.abs() * self.probe.alpha_mrad * 1e-3
+        let alpha = self.probe.alpha_mrad * 1e-3;
+        let geometric = 2.0 * self.probe.defocus_angstrom.abs() * alpha;
+        match self.probe.kind {
+            optics::ProbeKind::Defocus => geometric,
+            optics::ProbeKind::Fzp { focal_angstrom } => geometric + 2.0 * focal_angstrom * alpha,
+            optics::ProbeKind::Random { cell_mrad, .. } => {
+                let cell = cell_mrad.unwrap_or(self.probe.alpha_mrad / 10.0) * 1e-3;
+                geometric + self.probe.wavelength() / cell
+            }
+        }
     }
 
     /// Electrons per pattern `N`.
@@ -368,7 +396,8 @@ impl SimParams {
 pub struct Dataset {
     /// The parameters it was made with.
     pub params: SimParams,
-    /// Counts, `frames × M × M`, detector layout, scan order.
+    /// Counts, `positions × K × M × M` (`K` = [`SimParams::frames_per_position`], a
+    /// position's frames one after the other), detector layout, scan order.
     pub frames: Vec<u16>,
     /// Probe positions `(y, x)` in Å, scan order.
     pub positions: Vec<[f64; 2]>,
@@ -382,7 +411,8 @@ pub struct Dataset {
     pub object_origin_px: [f64; 2],
     /// The probe on the `M × M` reconstruction window (Σ|P|² = 1, centred at `(M/2, M/2)`).
     pub probe: Vec<Complex32>,
-    /// Mean expected pattern before noise (electrons per pixel), detector layout.
+    /// Mean expected pattern before noise (electrons per pixel, a position's frames
+    /// together), detector layout.
     pub expected_mean: Vec<f64>,
     /// Band limit of the simulated object's potential in 1/Å.
     pub object_band_limit: f64,
@@ -391,12 +421,13 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Mean counts per pattern.
+    /// Mean counts per pattern (a position's frames summed).
     pub fn mean_counts_per_pattern(&self) -> f64 {
         self.frames.iter().map(|&v| v as f64).sum::<f64>() / self.params.frames() as f64
     }
 
-    /// Mean of the recorded patterns (counts per pixel), detector layout.
+    /// Mean of the recorded patterns (counts per pixel, a position's frames summed),
+    /// detector layout.
     pub fn mean_pattern(&self) -> Vec<f64> {
         let m2 = self.params.detector_px * self.params.detector_px;
         let mut mean = vec![0.0; m2];
@@ -426,7 +457,8 @@ impl Dataset {
             header_bytes: 0,
             frame_header_bytes: fhb,
             frame_footer_bytes: 0,
-            frames: Some(p.frames() as u64),
+            frames: Some(p.frames_recorded() as u64),
+            frames_per_position: (p.frames_per_position > 1).then_some(p.frames_per_position),
             scan: Some(p.scan),
             optics: Some(Optics {
                 kv: Some(p.probe.kv),
@@ -436,6 +468,8 @@ impl Dataset {
                 mrad_per_px: Some(p.mrad_per_px),
                 step_angstrom: Some(p.step_angstrom),
                 scan_rotation_deg: Some(p.scan_rotation_deg),
+                // Absent for the plain probe: sidecars of defocused probes stay as they were.
+                probe_kind: (p.probe.kind != optics::ProbeKind::Defocus).then_some(p.probe.kind),
                 ..Optics::default()
             }),
         }
@@ -446,7 +480,7 @@ impl Dataset {
         let p = &self.params;
         let m = p.detector_px;
         let max = self.frames.iter().copied().max().unwrap_or(0);
-        serde_json::json!({
+        let mut meta = serde_json::json!({
             "generator": "ptyflow simulate",
             "preset": p.preset,
             "kv": p.probe.kv,
@@ -464,7 +498,7 @@ impl Dataset {
             "simulation_window_px": m * p.oversample,
             "simulation_pixel_angstrom": p.pixel_angstrom() / p.oversample as f64,
             "scan": p.scan,
-            "frames": p.frames(),
+            "frames": p.frames_recorded(),
             "step_angstrom": p.step_angstrom,
             "scan_rotation_deg": p.scan_rotation_deg,
             "dose_per_pattern": p.electrons_per_pattern(),
@@ -489,7 +523,17 @@ impl Dataset {
             "positions": "positions.npy: float64 (frames, 2), (y, x) in angstrom, scan order",
             "dump": format.file_name(),
             "format": match format { DumpFormat::Raw => "raw", DumpFormat::Mib => "mib" },
-        })
+        });
+        // Beside the macro (its recursion limit): the probe's plate and the frames per position.
+        if let Some(map) = meta.as_object_mut() {
+            map.insert("probe_kind".into(), p.probe.kind.to_string().into());
+            map.insert("frames_per_position".into(), p.frames_per_position.into());
+            map.insert(
+                "dose_per_frame".into(),
+                (p.electrons_per_pattern() / p.frames_per_position as f64).into(),
+            );
+        }
+        meta
     }
 }
 
@@ -570,29 +614,33 @@ pub fn simulate_with_progress(
     let probe = params.probe.sample(m, dx)?;
 
     let mut model = ForwardModel::new(m, &fine_probe, fine, fine_shape, fine_origin, fine_dx);
-    let electrons = params.electrons_per_pattern();
+    // Each of a position's K frames gets 1/K of its dose (K = 1: the whole dose, as before).
+    let k = params.frames_per_position;
+    let electrons = params.electrons_per_pattern() / k as f64;
     let mut rng = Pcg64::seed_from_u64(params.seed);
     let mut expected = vec![0.0; m * m];
     let mut expected_mean = vec![0.0; m * m];
-    let mut frames = Vec::with_capacity(params.frames() * m * m);
+    let mut frames = Vec::with_capacity(params.frames_recorded() * m * m);
     for (index, &pos) in positions.iter().enumerate() {
         model.expected_pattern(pos, electrons, &mut expected);
         for (acc, &e) in expected_mean.iter_mut().zip(&expected) {
-            *acc += e;
+            *acc += e * k as f64;
         }
-        for &lambda in &expected {
-            let count = poisson(&mut rng, lambda);
-            if count > u16::MAX as f64 {
-                return Err(Error::param(
-                    params.dose.flag(),
-                    format!(
-                        "{} electrons per pattern give {count} counts in one pixel of pattern \
-                         {index}, more than a u16 holds (65535); lower the dose",
-                        electrons
-                    ),
-                ));
+        for _ in 0..k {
+            for &lambda in &expected {
+                let count = poisson(&mut rng, lambda);
+                if count > u16::MAX as f64 {
+                    return Err(Error::param(
+                        params.dose.flag(),
+                        format!(
+                            "{} electrons per frame give {count} counts in one pixel of \
+                             pattern {index}, more than a u16 holds (65535); lower the dose",
+                            electrons
+                        ),
+                    ));
+                }
+                frames.push(count as u16);
             }
-            frames.push(count as u16);
         }
         progress(index + 1);
     }

@@ -114,6 +114,10 @@ pub struct RawSidecar {
     /// Number of frames, if the writer knew it (checked against the file size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<u64>,
+    /// Frames recorded at each scan position, one after the other, if more than one (the
+    /// simulator's `--frames-per-position`); `ptyflow replay` then sums them by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames_per_position: Option<usize>,
     /// Scan shape `[rows, cols]` (frame index = row · cols + col), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<[usize; 2]>,
@@ -147,6 +151,7 @@ impl RawSidecar {
             frame_header_bytes: 0,
             frame_footer_bytes: 0,
             frames: None,
+            frames_per_position: None,
             scan: None,
             optics: None,
         }
