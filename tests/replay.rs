@@ -444,6 +444,71 @@ fn nonfinite_frames_are_counted_and_left_out() {
     assert!(mean.data[17].is_nan() && mean.data[200].is_infinite());
 }
 
+/// Replays `dump` (`rows × cols` positions of `k` frames of `side × side` pixels, `frames` as
+/// written) summing the first `n` of each position's frames, and checks the statistics, dose
+/// and report against summing them by hand. `give_k`: set `scan.frames_per_position` (else
+/// it must come from the dump's sidecar).
+fn assert_sums_by_hand(
+    dump: &Path,
+    frames: &[Vec<u16>],
+    [rows, cols, k, side]: [usize; 4],
+    n: usize,
+    give_k: bool,
+) {
+    let mut config = JobConfig::dump(dump);
+    config.scan.frames_per_position = give_k.then_some(k);
+    config.scan.use_frames = Some(n);
+    config.reduce.detectors = vec![VirtualSpec::BrightField];
+    let c = side as f64 / 2.0 - 0.5;
+    config.reduce.center = Some([c, c]);
+    config.reduce.bf_radius = Some(side as f64 / 3.0);
+    config.run.threads = Some(2);
+    config.run.batch_frames = Some(3);
+    let outcome = replay(&config).unwrap();
+    // By hand: the pattern of each position.
+    let patterns: Vec<Vec<u64>> = (0..rows * cols)
+        .map(|p| {
+            (0..side * side)
+                .map(|px| (0..n).map(|j| u64::from(frames[p * k + j][px])).sum())
+                .collect()
+        })
+        .collect();
+    let r = &outcome.report;
+    assert_eq!(r.counters.frames_processed, (rows * cols) as u64, "N = {n}");
+    let fpp = r.frames_per_position.as_ref().expect("reported");
+    assert_eq!((fpp.per_position, fpp.used), (k, n));
+    assert_eq!(fpp.frames_summed, (rows * cols * n) as u64);
+    let dose = outcome.arrays.iter().find(|a| a.name == "dose").unwrap();
+    for (p, pattern) in patterns.iter().enumerate() {
+        assert_eq!(
+            dose.data[p] as f64,
+            pattern.iter().sum::<u64>() as f64,
+            "N = {n}"
+        );
+    }
+    let mean =
+        |px: usize| patterns.iter().map(|f| f[px] as f64).sum::<f64>() / patterns.len() as f64;
+    let got = outcome.arrays.iter().find(|a| a.name == "mean").unwrap();
+    for px in 0..side * side {
+        assert!(
+            (got.data[px] as f64 - mean(px)).abs() <= 1e-3 * mean(px).max(1.0),
+            "N = {n}, mean[{px}]"
+        );
+    }
+    let bf = outcome
+        .arrays
+        .iter()
+        .find(|a| a.name == "virtual_bf")
+        .unwrap();
+    assert!(bf.data.iter().all(|v| v.is_finite() && *v > 0.0));
+    let want_mean_dose = patterns
+        .iter()
+        .map(|f| f.iter().sum::<u64>() as f64)
+        .sum::<f64>()
+        / patterns.len() as f64;
+    assert!((fpp.mean_counts_per_pattern - want_mean_dose).abs() < 1e-6 * want_mean_dose);
+}
+
 /// Issue 19 item 1: a dump with K = 8 frames per position replays with N = 8, 4, 2, 1 into
 /// statistics, dose and detector images equal to summing the first N frames of every
 /// position by hand; the report states K, N and the counts of a summed pattern.
@@ -472,70 +537,74 @@ fn frames_per_position_sum_the_first_n_of_every_k() {
     )
     .unwrap();
     for n in [8usize, 4, 2, 1] {
-        let mut config = JobConfig::dump(&dump);
-        config.scan.frames_per_position = k;
-        config.scan.use_frames = Some(n);
-        config.reduce.detectors = vec![VirtualSpec::BrightField];
-        config.reduce.center = Some([7.5, 7.5]);
-        config.reduce.bf_radius = Some(5.0);
-        config.run.threads = Some(2);
-        config.run.batch_frames = Some(3);
-        let outcome = replay(&config).unwrap();
-        // By hand: the pattern of each position.
-        let patterns: Vec<Vec<u64>> = (0..rows * cols)
-            .map(|p| {
-                (0..side * side)
-                    .map(|px| (0..n).map(|j| u64::from(frames[p * k + j][px])).sum())
-                    .collect()
-            })
-            .collect();
-        let r = &outcome.report;
-        assert_eq!(r.counters.frames_processed, (rows * cols) as u64, "N = {n}");
-        let fpp = r.frames_per_position.as_ref().expect("reported");
-        assert_eq!((fpp.per_position, fpp.used), (k, n));
-        assert_eq!(fpp.frames_summed, (rows * cols * n) as u64);
-        let dose = outcome.arrays.iter().find(|a| a.name == "dose").unwrap();
-        for (p, pattern) in patterns.iter().enumerate() {
-            assert_eq!(
-                dose.data[p] as f64,
-                pattern.iter().sum::<u64>() as f64,
-                "N = {n}"
-            );
-        }
-        let mean =
-            |px: usize| patterns.iter().map(|f| f[px] as f64).sum::<f64>() / patterns.len() as f64;
-        let got = outcome.arrays.iter().find(|a| a.name == "mean").unwrap();
-        for px in 0..side * side {
-            assert!(
-                (got.data[px] as f64 - mean(px)).abs() <= 1e-3,
-                "N = {n}, mean[{px}]"
-            );
-        }
-        let bf = outcome
-            .arrays
-            .iter()
-            .find(|a| a.name == "virtual_bf")
-            .unwrap();
-        assert!(bf.data.iter().all(|v| v.is_finite() && *v > 0.0));
-        let want_mean_dose = patterns
-            .iter()
-            .map(|f| f.iter().sum::<u64>() as f64)
-            .sum::<f64>()
-            / patterns.len() as f64;
-        assert!((fpp.mean_counts_per_pattern - want_mean_dose).abs() < 1e-6 * want_mean_dose);
+        assert_sums_by_hand(&dump, &frames, [rows, cols, k, side], n, true);
     }
     // A frame count that is not positions × K is refused, naming the field.
     let mut config = JobConfig::dump(&dump);
-    config.scan.frames_per_position = 5;
+    config.scan.frames_per_position = Some(5);
     let e = replay(&config).unwrap_err().to_string();
     assert!(
         e.contains("scan.shape") && e.contains("5 frames per position"),
         "{e}"
     );
-    config.scan.frames_per_position = 8;
+    config.scan.frames_per_position = Some(8);
     config.scan.use_frames = Some(9);
     let e = replay(&config).unwrap_err().to_string();
     assert!(e.contains("scan.use_frames"), "{e}");
+}
+
+/// Issue 19 item 1, the simulator's side: `ptyflow simulate --frames-per-position 4` writes
+/// 4 independent draws per position, each with a quarter of the dose, and a sidecar saying
+/// K = 4, so a replay without `--frames-per-position` sums them (N = 4) or takes the first
+/// (N = 1), equal to summing the raw file's frames by hand.
+#[test]
+fn simulated_frames_per_position_replay_from_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let (rows, cols, k, side) = (3usize, 4usize, 4usize, 32usize);
+    let o = out.display().to_string();
+    let argv = [
+        "ptyflow", "simulate", "--out", &o, "--scan", "3x4", "--detector", "32",
+        "--mrad-per-px", "2", "--defocus", "200", "--step", "1.1", "--dose-per-pattern", "4e4",
+        "--frames-per-position", "4",
+    ];
+    assert_eq!(ptyflow::cli::main_with_args(&argv), 0, "{argv:?}");
+    let dump = out.join("scan.raw");
+    let sidecar: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scan.raw.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["frames_per_position"], 4);
+    assert_eq!(sidecar["frames"], rows * cols * k);
+    let bytes = std::fs::read(&dump).unwrap();
+    assert_eq!(bytes.len(), rows * cols * k * side * side * 2);
+    let frames: Vec<Vec<u16>> = bytes
+        .chunks_exact(side * side * 2)
+        .map(|f| {
+            f.chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect()
+        })
+        .collect();
+    // Independent draws: no two frames of a position are equal, and each holds ≈ 1/K of
+    // the position's electrons (those that reach the 32-pixel detector).
+    let total = |f: &Vec<u16>| f.iter().map(|&v| f64::from(v)).sum::<f64>();
+    for p in 0..rows * cols {
+        let mine = &frames[p * k..(p + 1) * k];
+        for a in 0..k {
+            for b in a + 1..k {
+                assert_ne!(mine[a], mine[b], "position {p}: frames {a} and {b}");
+            }
+        }
+    }
+    let per_frame = frames.iter().map(total).sum::<f64>() / frames.len() as f64;
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["dose_per_frame"].as_f64(), Some(1e4));
+    assert!(per_frame > 0.5e4 && per_frame <= 1.01e4, "{per_frame} counts per frame");
+    let summed = meta["counts_mean_per_pattern"].as_f64().unwrap();
+    assert!((summed - k as f64 * per_frame).abs() < 1e-6 * summed, "{summed}");
+    for n in [4, 1] {
+        assert_sums_by_hand(&dump, &frames, [rows, cols, k, side], n, false);
+    }
 }
 
 /// Issue 19 item 1 through the CLI with the reconstruction: the fixture with every frame

@@ -617,7 +617,14 @@ impl JobConfig {
                 ));
             }
         }
-        let grouping = self.scan.grouping()?;
+        // A dump's K may come from its sidecar: checked with it when the replay opens the dump.
+        let from_sidecar =
+            self.scan.frames_per_position.is_none() && matches!(self.source, Source::Dump(_));
+        let grouping = if from_sidecar {
+            Default::default()
+        } else {
+            self.scan.grouping()?
+        };
         if grouping.sums() && !matches!(self.source, Source::Dump(_)) {
             return Err(Error::param(
                 "scan.frames_per_position",
