@@ -61,7 +61,9 @@
  *               "radius_unit": "px"|"mrad"},        default: mrad when optics.mrad_per_px is set
  *    "optics": {"kv": 80, "alpha_mrad": 25, "defocus_angstrom": 0, "cs_mm": 0,
  *               "astigmatism_angstrom": 0, "astigmatism_angle_deg": 0,
- *               "mrad_per_px": 0.5, "step_angstrom": 0.4, "scan_rotation_deg": 0},
+ *               "mrad_per_px": 0.5, "step_angstrom": 0.4, "scan_rotation_deg": 0,
+ *               "probe_kind": "defocus"},   or "fzp:F" (zone plate, focal length F A) or
+ *                                    "random:SEED[:CELL_MRAD[:RANGE_RAD]]" (random phase plate)
  *    "recon": {"method": "epie"|"wf", "window": unbinned px, "bin": 1, "sweeps": ..., ...},
  *    "run": {"threads": 2, "batch_frames": 32, "queue_batches": 8,   absent: the defaults
  *            "blocking": true, "memory_budget": "8G"},     bytes or "500M", "16GiB", "50%"

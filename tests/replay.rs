@@ -648,3 +648,40 @@ fn frames_per_position_feed_the_reconstruction() {
         "summing two frames should change the counts"
     );
 }
+
+/// Issue 19 item 2: `ptyflow simulate --probe-kind random:SEED` writes the plate into the
+/// sidecar, so `ptyflow replay --recon wf` (known probe) reconstructs with exactly the
+/// simulated probe without a probe flag; `--probe-kind` on the replay overrides it.
+#[test]
+fn simulated_probe_kind_reaches_the_reconstruction_through_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let o = out.display().to_string();
+    let argv = [
+        "ptyflow", "simulate", "--out", &o, "--scan", "4x4", "--detector", "32",
+        "--mrad-per-px", "2", "--defocus", "0", "--step", "1.1", "--probe-kind", "random:11",
+    ];
+    assert_eq!(ptyflow::cli::main_with_args(&argv), 0, "{argv:?}");
+    let sidecar: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scan.raw.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["optics"]["probe_kind"], "random:11");
+    let dump = out.join("scan.raw").display().to_string();
+    let probe_of = |name: &str, extra: &[&str]| {
+        let r = dir.path().join(name).display().to_string();
+        let mut argv = vec!["ptyflow", "replay", &dump, "--recon", "wf", "--sweeps", "1"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["--threads", "1", "-q", "--out", &r]);
+        assert_eq!(ptyflow::cli::main_with_args(&argv), 0, "{argv:?}");
+        read_npy::<num_complex::Complex32>(&dir.path().join(name).join("probe.npy"))
+            .unwrap()
+            .1
+    };
+    let truth = read_npy::<num_complex::Complex32>(&out.join("probe.npy")).unwrap().1;
+    let err = |p: &[num_complex::Complex32]| {
+        p.iter().zip(&truth).map(|(a, b)| (a - b).norm()).fold(0.0f32, f32::max)
+    };
+    let from_sidecar = probe_of("sidecar", &[]);
+    assert!(err(&from_sidecar) < 1e-6, "{}", err(&from_sidecar));
+    let other = probe_of("other", &["--probe-kind", "random:12"]);
+    assert!(err(&other) > 1e-3, "another seed gave the same probe");
+}
