@@ -564,11 +564,26 @@ fn simulated_frames_per_position_replay_from_the_sidecar() {
     let (rows, cols, k, side) = (3usize, 4usize, 4usize, 32usize);
     let o = out.display().to_string();
     let argv = [
-        "ptyflow", "simulate", "--out", &o, "--scan", "3x4", "--detector", "32",
-        "--mrad-per-px", "2", "--defocus", "200", "--step", "1.1", "--dose-per-pattern", "4e4",
-        "--frames-per-position", "4",
+        "ptyflow",
+        "simulate",
+        "--out",
+        &o,
+        "--scan",
+        "3x4",
+        "--detector",
+        "32",
+        "--mrad-per-px",
+        "2",
+        "--defocus",
+        "200",
+        "--step",
+        "1.1",
+        "--dose-per-pattern",
+        "4e4",
+        "--frames-per-position",
+        "4",
     ];
-    assert_eq!(ptyflow::cli::main_with_args(&argv), 0, "{argv:?}");
+    assert_eq!(ptyflow::cli::main_with_args(argv), 0, "{argv:?}");
     let dump = out.join("scan.raw");
     let sidecar: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("scan.raw.json")).unwrap()).unwrap();
@@ -599,9 +614,15 @@ fn simulated_frames_per_position_replay_from_the_sidecar() {
     let meta: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["dose_per_frame"].as_f64(), Some(1e4));
-    assert!(per_frame > 0.5e4 && per_frame <= 1.01e4, "{per_frame} counts per frame");
+    assert!(
+        per_frame > 0.5e4 && per_frame <= 1.01e4,
+        "{per_frame} counts per frame"
+    );
     let summed = meta["counts_mean_per_pattern"].as_f64().unwrap();
-    assert!((summed - k as f64 * per_frame).abs() < 1e-6 * summed, "{summed}");
+    assert!(
+        (summed - k as f64 * per_frame).abs() < 1e-6 * summed,
+        "{summed}"
+    );
     for n in [4, 1] {
         assert_sums_by_hand(&dump, &frames, [rows, cols, k, side], n, false);
     }
@@ -658,10 +679,24 @@ fn simulated_probe_kind_reaches_the_reconstruction_through_the_sidecar() {
     let out = dir.path().join("sim");
     let o = out.display().to_string();
     let argv = [
-        "ptyflow", "simulate", "--out", &o, "--scan", "4x4", "--detector", "32",
-        "--mrad-per-px", "2", "--defocus", "0", "--step", "1.1", "--probe-kind", "random:11",
+        "ptyflow",
+        "simulate",
+        "--out",
+        &o,
+        "--scan",
+        "4x4",
+        "--detector",
+        "32",
+        "--mrad-per-px",
+        "2",
+        "--defocus",
+        "0",
+        "--step",
+        "1.1",
+        "--probe-kind",
+        "random:11",
     ];
-    assert_eq!(ptyflow::cli::main_with_args(&argv), 0, "{argv:?}");
+    assert_eq!(ptyflow::cli::main_with_args(argv), 0, "{argv:?}");
     let sidecar: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("scan.raw.json")).unwrap()).unwrap();
     assert_eq!(sidecar["optics"]["probe_kind"], "random:11");
@@ -676,9 +711,14 @@ fn simulated_probe_kind_reaches_the_reconstruction_through_the_sidecar() {
             .unwrap()
             .1
     };
-    let truth = read_npy::<num_complex::Complex32>(&out.join("probe.npy")).unwrap().1;
+    let truth = read_npy::<num_complex::Complex32>(&out.join("probe.npy"))
+        .unwrap()
+        .1;
     let err = |p: &[num_complex::Complex32]| {
-        p.iter().zip(&truth).map(|(a, b)| (a - b).norm()).fold(0.0f32, f32::max)
+        p.iter()
+            .zip(&truth)
+            .map(|(a, b)| (a - b).norm())
+            .fold(0.0f32, f32::max)
     };
     let from_sidecar = probe_of("sidecar", &[]);
     assert!(err(&from_sidecar) < 1e-6, "{}", err(&from_sidecar));

@@ -339,7 +339,9 @@ impl std::fmt::Display for ProbeKind {
                 match (cell_mrad, range_rad) {
                     (None, None) => Ok(()),
                     (Some(c), None) => write!(f, ":{c}"),
-                    (c, Some(r)) => write!(f, ":{}:{r}", c.map_or(String::new(), |c| c.to_string())),
+                    (c, Some(r)) => {
+                        write!(f, ":{}:{r}", c.map_or(String::new(), |c| c.to_string()))
+                    }
                 }
             }
         }
@@ -363,10 +365,20 @@ impl std::str::FromStr for ProbeKind {
         let kind = match parts.next().unwrap_or("") {
             "defocus" => ProbeKind::Defocus,
             "fzp" => ProbeKind::Fzp {
-                focal_angstrom: parts.next().ok_or_else(bad)?.trim().parse().map_err(|_| bad())?,
+                focal_angstrom: parts
+                    .next()
+                    .ok_or_else(bad)?
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad())?,
             },
             "random" => {
-                let seed = parts.next().ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+                let seed = parts
+                    .next()
+                    .ok_or_else(bad)?
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad())?;
                 let opt = |p: Option<&str>| -> Result<Option<f64>> {
                     match p.map(str::trim) {
                         None | Some("") => Ok(None),
@@ -781,7 +793,11 @@ mod tests {
                 fzp.plate_phase(k_edge * 0.999, 0.0, lambda, alpha),
                 fzp.plate_phase(0.0, k_edge * 1.001, lambda, alpha),
             );
-            let want_after = if n % 2 == 1 { std::f64::consts::PI } else { 0.0 };
+            let want_after = if n % 2 == 1 {
+                std::f64::consts::PI
+            } else {
+                0.0
+            };
             assert_eq!(after, want_after, "zone {n}");
             assert_eq!(before, std::f64::consts::PI - want_after, "zone {}", n - 1);
         }
@@ -793,10 +809,16 @@ mod tests {
         // 2 mrad cells = 2e-3 / λ 1/Å.
         let cell_k = 2e-3 / lambda;
         let a = random(3);
-        let at = |kind: ProbeKind, i: f64, j: f64| kind.plate_phase(i * cell_k, j * cell_k, lambda, alpha);
+        let at = |kind: ProbeKind, i: f64, j: f64| {
+            kind.plate_phase(i * cell_k, j * cell_k, lambda, alpha)
+        };
         assert_eq!(at(a, 0.1, 0.2), at(a, 0.9, 0.7), "one cell, one phase");
         assert_eq!(at(a, -2.5, 1.5), at(a, -2.1, 1.9));
-        assert_eq!(at(a, 0.5, 0.5), at(random(3), 0.5, 0.5), "same seed, same plate");
+        assert_eq!(
+            at(a, 0.5, 0.5),
+            at(random(3), 0.5, 0.5),
+            "same seed, same plate"
+        );
         let (mut sum, mut sum2, mut same) = (0.0, 0.0, 0);
         let n = 40;
         for i in -n / 2..n / 2 {
@@ -863,7 +885,14 @@ mod tests {
 
     #[test]
     fn probe_kinds_parse_print_and_name_their_field() {
-        for text in ["defocus", "fzp:6000", "random:7", "random:7:2.5", "random:7:2.5:3", "random:7::3"] {
+        for text in [
+            "defocus",
+            "fzp:6000",
+            "random:7",
+            "random:7:2.5",
+            "random:7:2.5:3",
+            "random:7::3",
+        ] {
             let kind: ProbeKind = text.parse().unwrap();
             assert_eq!(kind.to_string(), text);
             let json = serde_json::to_string(&kind).unwrap();
@@ -877,13 +906,28 @@ mod tests {
                 range_rad: None
             }
         );
-        for bad in ["", "fzp", "fzp:-1", "fzp:x", "random", "random:-3", "random:1:0", "zernike", "fzp:1:2"] {
+        for bad in [
+            "",
+            "fzp",
+            "fzp:-1",
+            "fzp:x",
+            "random",
+            "random:-3",
+            "random:1:0",
+            "zernike",
+            "fzp:1:2",
+        ] {
             let e = bad.parse::<ProbeKind>().unwrap_err().to_string();
             assert!(e.contains("optics.probe_kind"), "{bad}: {e}");
         }
         // Through the optics: the sidecar's string, and the job's field.
         let o = Optics::from_json_lenient(&serde_json::json!({"kv": 300, "probe_kind": "fzp:10"}));
-        assert_eq!(o.probe_kind, Some(ProbeKind::Fzp { focal_angstrom: 10.0 }));
+        assert_eq!(
+            o.probe_kind,
+            Some(ProbeKind::Fzp {
+                focal_angstrom: 10.0
+            })
+        );
         let o: Optics = serde_json::from_str(r#"{"probe_kind": "random:5"}"#).unwrap();
         assert_eq!(o.probe_kind.unwrap().name(), "random");
         assert!(serde_json::from_str::<Optics>(r#"{"probe_kind": "fzp:0"}"#).is_err());

@@ -147,7 +147,7 @@ pub struct PushSource {
 }
 
 /// The scan.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanConfig {
     /// `[rows, cols]`, rows the slow axis; absent: the dump's metadata (a push job needs it).
@@ -171,18 +171,6 @@ pub struct ScanConfig {
     pub use_frames: Option<usize>,
 }
 
-impl Default for ScanConfig {
-    fn default() -> Self {
-        ScanConfig {
-            shape: None,
-            serpentine: false,
-            allow_partial: false,
-            frames_per_position: None,
-            use_frames: None,
-        }
-    }
-}
-
 impl ScanConfig {
     /// The frames per position (1 when not given) and the frames summed, checked.
     pub fn grouping(&self) -> Result<crate::pipeline::positions::Grouping> {
@@ -194,7 +182,10 @@ impl ScanConfig {
 
     /// [`ScanConfig::grouping`] for the dump at `dump`: frames per position as given, else
     /// as its sidecar says (`"frames_per_position"` in `<dump>.json`), else 1.
-    pub fn grouping_for(&self, dump: &std::path::Path) -> Result<crate::pipeline::positions::Grouping> {
+    pub fn grouping_for(
+        &self,
+        dump: &std::path::Path,
+    ) -> Result<crate::pipeline::positions::Grouping> {
         let k = self
             .frames_per_position
             .or_else(|| sidecar_frames_per_position(dump))
