@@ -374,3 +374,55 @@ fn reconstruct_bad_input_names_the_file_and_entry() {
         .to_string();
     assert!(e.contains("optics.kv"), "{e}");
 }
+
+/// `ptyflow compress … --values amplitude` then `ptyflow reconstruct DIR` with no physics
+/// flag (the optics come from the compressed output), in process; a directory that is not a
+/// compressed output exits with code 2.
+#[test]
+fn cli_reconstruct_reads_the_compressed_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, r) = (dir.path().join("c"), dir.path().join("r"));
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let run = |args: Vec<String>| ptyflow::cli::main_with_args(args);
+    let code = run(vec![
+        "ptyflow".into(),
+        "compress".into(),
+        s(&fixture()),
+        "--basis".into(),
+        "patterns:8".into(),
+        "--values".into(),
+        "amplitude".into(),
+        "--out".into(),
+        s(&c),
+    ]);
+    assert_eq!(code, 0);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(c.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["optics"]["kv"], 80.0);
+    let code = run(vec![
+        "ptyflow".into(),
+        "reconstruct".into(),
+        s(&c),
+        "--sweeps".into(),
+        "2".into(),
+        "-q".into(),
+        "--out".into(),
+        s(&r),
+    ]);
+    assert_eq!(code, 0);
+    let rep: Value =
+        serde_json::from_slice(&std::fs::read(r.join("report.json")).unwrap()).unwrap();
+    assert_eq!(rep["updates"], 300);
+    assert_eq!(rep["values_per_pattern"], 11);
+    let (shape, _) = read_npy::<num_complex::Complex32>(&r.join("object.npy")).unwrap();
+    assert_eq!(shape.len(), 2);
+    let code = run(vec![
+        "ptyflow".into(),
+        "reconstruct".into(),
+        s(dir.path()),
+        "-q".into(),
+        "--out".into(),
+        s(&r),
+    ]);
+    assert_eq!(code, 2);
+}

@@ -45,7 +45,7 @@ mod memory;
 mod outputs;
 mod push;
 mod recon;
-mod reconstruct;
+pub mod reconstruct;
 mod replay;
 mod report;
 pub mod size;
