@@ -136,6 +136,71 @@ fn update_does_not_allocate() {
     }
 }
 
+/// `CompressedReconstructor::update` (paper 002's compressed loss) never allocates either,
+/// in both value kinds.
+#[test]
+fn compressed_update_does_not_allocate() {
+    use ptyflow::recon::compressed::{
+        CompressValues, CompressedBasis, CompressedParams, CompressedReconstructor, Part,
+    };
+    let m = 32;
+    let (probe, geometry, _) = setup(m, 4);
+    let h = (m / 2) as f64;
+    let parts: Vec<Part> = (0..m * m)
+        .map(|i| {
+            let d = ((i / m) as f64 - h).hypot((i % m) as f64 - h);
+            if d <= 6.0 {
+                Part::BrightField
+            } else if d <= 20.0 {
+                Part::DarkField
+            } else {
+                Part::Unmeasured
+            }
+        })
+        .collect();
+    // Single-pixel masks: orthonormal by construction (two in the disc, one outside it).
+    let pixels = [m * m / 2 + m / 2, m * m / 2 + m / 2 + 1, 3 * m + m / 2];
+    let mut masks = vec![0f32; 3 * m * m];
+    for (k, &p) in pixels.iter().enumerate() {
+        masks[k * m * m + p] = 1.0;
+    }
+    for values in [CompressValues::Amplitude, CompressValues::Intensity] {
+        let basis = CompressedBasis {
+            m,
+            masks: masks.clone(),
+            bright: 2,
+            dark: 1,
+            parts: parts.clone(),
+            values,
+        };
+        let method = Method::Wf(WfParams::new(Loss::Amplitude));
+        let engine =
+            Reconstructor::new(ReconSetup::new(method, probe.clone(), m, geometry.clone()))
+                .unwrap();
+        let mut r =
+            CompressedReconstructor::new(engine, &basis, CompressedParams::default()).unwrap();
+        let stored = [30.0f32, 20.0, 10.0, 500.0, 900.0];
+        let positions = geometry.positions.len();
+        let n = allocations(|| {
+            for i in 0..positions {
+                r.update(i, &stored).unwrap();
+            }
+            r.update(3, &stored).unwrap();
+        });
+        assert_eq!(
+            n, 0,
+            "{values:?}: {n} allocations during compressed updates"
+        );
+        assert_eq!(r.engine().updates_done(), positions as u64 + 1);
+        assert!(
+            r.engine()
+                .object()
+                .iter()
+                .all(|v| v.re.is_finite() && v.im.is_finite())
+        );
+    }
+}
+
 /// Rough one-off throughput of `update` (not a benchmark: see the criterion benches).
 #[test]
 #[ignore]

@@ -10,6 +10,7 @@ pub mod dump_args;
 pub mod info;
 pub mod live;
 mod progress;
+pub mod reconstruct;
 pub mod replay;
 pub mod simulate;
 
@@ -46,6 +47,9 @@ pub enum Command {
     /// Compress every frame of a dump by change of basis (paper 002): coefficients, angles,
     /// the basis and a report.
     Compress(compress::Args),
+    /// Reconstruct the specimen from the output of `compress` (Wirtinger flow with the
+    /// compressed loss of paper 002).
+    Reconstruct(reconstruct::Args),
     /// Compare a reconstructed object with a ground truth (NRMSE, correlation, FRC).
     Compare(compare::Args),
     /// Measure the throughput of every stage against the 100 kfps target.
@@ -77,6 +81,7 @@ where
         Command::Live(a) => live::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Compress(a) => compress::run(a),
+        Command::Reconstruct(a) => reconstruct::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
     };

@@ -31,7 +31,9 @@
 //! bright-field angle α of eq. 18 in radians), `angle_df.npy` (the dark field's),
 //! `basis.npy` (`[K_bf + K_df, height, width]`: each mask spread over the frame, zero outside
 //! its region), `basis.json` (the geometry and the layout of the values) and `report.json`
-//! (C, mean and max angle, frames per second).
+//! (C, mean and max angle, frames per second, the scan shape and the `optics`: the
+//! configuration's, filled in from the dump's sidecar, so that `ptyflow reconstruct` needs no
+//! physics flags).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -513,6 +515,7 @@ pub fn compress(config: &JobConfig, hooks: &Hooks) -> Result<CompressOutcome> {
         "angle_df_mean_rad": mean_df,
         "angle_df_max_rad": max_df,
         "basis": basis.description(cc),
+        "optics": config.optics.or(crate::optics::Optics::from_sidecar(&source.path)),
         "outputs": [],
     });
     if let Some(out) = &config.out {

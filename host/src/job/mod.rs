@@ -45,6 +45,7 @@ mod memory;
 mod outputs;
 mod push;
 mod recon;
+pub mod reconstruct;
 mod replay;
 mod report;
 pub mod size;
@@ -63,6 +64,9 @@ pub use memory::{ContiguousFrames, FrameSet, reduce_frames};
 pub use outputs::{NamedArray, reduction_outputs, scan_shaped};
 pub use push::PushSession;
 pub use recon::{ReconResult, lit_region, loss_plot};
+pub use reconstruct::{
+    CompressedData, CompressedReconConfig, load_compressed, reconstruct_compressed,
+};
 pub use replay::{replay, resolve_scan};
 pub use report::{DiscSummary, DumpSummary, GeometrySummary, JobReport, ScanSummary, StageRate};
 

@@ -43,6 +43,7 @@
 //! once at run time ([`crate::simd`]), with the same bits either way. Sweeps with the probe held
 //! run on several threads over object stripes that do not overlap ([`Reconstructor::sweep`]).
 
+pub mod compressed;
 pub mod epie;
 pub mod fft;
 pub mod geometry;

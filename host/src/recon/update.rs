@@ -127,7 +127,7 @@ pub(super) fn fill_ramp(ramp: &mut [Complex32], f: f32) {
 /// `dst = F⁻¹[spec·ramp(frac)]/M²`: the array whose transposed spectrum is `spec_t`, shifted
 /// by the sub-pixel `frac` (`tmp`: window scratch).
 #[inline(always)]
-fn shift_from_spectrum(
+pub(super) fn shift_from_spectrum(
     fft: &mut Fft2,
     ramp_y: &mut [Complex32],
     ramp_x: &mut [Complex32],
