@@ -374,9 +374,10 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         }
     }
     if let Some(f) = failure {
-        let msg = match f.error {
-            Error::Pipeline(m) => m,
-            e => e.to_string(),
+        // Bad input met mid-run (a Merlin header that disagrees) keeps its own error and
+        // exit code; a failed stage says what was kept.
+        let Error::Pipeline(msg) = f.error else {
+            return Err(f.error);
         };
         let kept = match &config.out {
             Some(out) if write_errors.is_empty() => format!("written into {}", out.display()),
