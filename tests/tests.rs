@@ -3,6 +3,7 @@
 
 mod capi;
 mod compress;
+mod follow;
 mod fuzz_corpora;
 mod golden;
 mod memory;
@@ -11,3 +12,4 @@ mod realdata;
 mod replay;
 mod serpentine;
 mod shrinking;
+mod synthetic;

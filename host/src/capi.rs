@@ -464,6 +464,7 @@ unsafe fn job_from_c(c: &PtyflowConfig) -> CResult<JobConfig> {
             blocking: c.non_blocking == 0,
             fps: None,
             memory_budget: (c.memory_budget != 0).then_some(MemorySize::Bytes(c.memory_budget)),
+            sample_memory_s: None,
         },
         out: None,
     })

@@ -8,6 +8,8 @@ use std::process::Command;
 // A crate root's `mod x;` looks beside it (tests/x.rs), so the modules are pointed at cli/.
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/info.rs"]
 mod info;
 #[path = "cli/live.rs"]

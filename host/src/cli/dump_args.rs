@@ -76,6 +76,7 @@ impl DumpArgs {
             header_bytes: self.header_bytes,
             frame_header_bytes: self.frame_header_bytes,
             frame_footer_bytes: self.frame_footer_bytes,
+            ..DumpSource::default()
         }
     }
 

@@ -30,7 +30,7 @@ impl Progress for Bar {
     fn start(&self, what: &str, total: u64) {
         let bar = indicatif::ProgressBar::new(total);
         let template = format!(
-            "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+            "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}}){{msg}}"
         );
         if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
             bar.set_style(style);
@@ -42,6 +42,14 @@ impl Progress for Bar {
         self.with(|b| {
             if let Some(bar) = b {
                 bar.set_position(done);
+            }
+        });
+    }
+
+    fn waiting(&self, waiting: bool) {
+        self.with(|b| {
+            if let Some(bar) = b {
+                bar.set_message(if waiting { " waiting for frames" } else { "" });
             }
         });
     }

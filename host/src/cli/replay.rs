@@ -7,7 +7,7 @@ use clap::Args as ClapArgs;
 use super::dump_args::DumpArgs;
 use crate::job::{
     self, Hooks, JobConfig, MemorySize, ReconConfig, ReconMethod, ReduceConfig, RunConfig,
-    ScanConfig, Source,
+    ScanConfig, Source, SyntheticSource,
 };
 use crate::optics::Optics;
 use crate::pipeline::detectors::VirtualSpec;
@@ -28,11 +28,35 @@ Example:
       --virtual bf --virtual adf:14:24 --virtual com --out out/")]
 pub struct Args {
     /// The dump to replay (raw with its `.json` sidecar, Merlin `.mib`, EMPAD `.raw`).
-    pub dump: PathBuf,
+    #[arg(required_unless_present = "synthetic")]
+    pub dump: Option<PathBuf>,
+
+    /// Replay a generated stream instead of a dump: FRAMES frames of WIDTH × HEIGHT u16
+    /// pixels cycling through 64 distinct generated frames, no file needed (soaks; give
+    /// --scan). E.g. --synthetic 10000000x256x256.
+    #[arg(long, value_name = "FRAMESxWIDTHxHEIGHT", value_parser = parse_synthetic, conflicts_with = "dump")]
+    pub synthetic: Option<SyntheticSource>,
 
     /// How to read the dump (format, raw layout).
     #[command(flatten)]
     pub layout: DumpArgs,
+
+    /// The dump is still being written (raw dumps): process its frames as they land and end
+    /// when the scan is complete (--scan, else the sidecar's frames or scan). A partly
+    /// written last frame waits until it is whole. Needs --center and --bf-radius when
+    /// detectors are asked for (the disc cannot be found before the frames exist).
+    #[arg(long)]
+    pub follow: bool,
+
+    /// With --follow: seconds without a new frame after which the replay stops, writes what
+    /// arrived and exits with code 2 (frames expected and received in report.json).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "follow"
+    )]
+    pub idle_timeout: f64,
 
     /// The scan, the reduction, the reconstruction, the run and the outputs.
     #[command(flatten)]
@@ -123,6 +147,11 @@ pub struct JobArgs {
     /// physical memory.
     #[arg(long, value_name = "SIZE")]
     pub memory_budget: Option<String>,
+
+    /// Sample the resident memory every SECONDS while frames are replayed, into
+    /// report.json's rss_samples ([seconds, bytes, frames processed] each): for soaks.
+    #[arg(long, value_name = "SECONDS", hide_short_help = true)]
+    pub sample_memory: Option<f64>,
 
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -302,6 +331,26 @@ pub(crate) fn parse_pair(s: &str) -> Result<(f64, f64), String> {
     }
 }
 
+/// `FRAMESxWIDTHxHEIGHT` of `--synthetic`.
+fn parse_synthetic(s: &str) -> Result<SyntheticSource, String> {
+    let v: Vec<usize> = s
+        .split(['x', 'X'])
+        .map(|t| t.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("`{s}`: expected FRAMESxWIDTHxHEIGHT, e.g. 10000000x256x256"))?;
+    match v.as_slice() {
+        &[frames, width, height] if frames > 0 && width > 0 && height > 0 => Ok(SyntheticSource {
+            frames,
+            width,
+            height,
+            distinct: None,
+        }),
+        _ => Err(format!(
+            "`{s}`: expected three positive integers FRAMESxWIDTHxHEIGHT"
+        )),
+    }
+}
+
 pub(crate) fn parse_crop(s: &str) -> Result<(usize, usize, usize, usize), String> {
     let v: Vec<usize> = s
         .split(',')
@@ -319,8 +368,14 @@ pub(crate) fn parse_crop(s: &str) -> Result<(usize, usize, usize, usize), String
 impl Args {
     /// The job these flags describe (validated when it runs).
     pub fn to_config(&self) -> JobConfig {
-        self.job
-            .to_config(Source::Dump(self.layout.to_source(&self.dump)))
+        let (Some(dump), None) = (&self.dump, self.synthetic) else {
+            let synthetic = self.synthetic.expect("clap requires DUMP or --synthetic");
+            return self.job.to_config(Source::Synthetic(synthetic));
+        };
+        let mut source = self.layout.to_source(dump);
+        source.follow = self.follow;
+        source.idle_timeout_s = self.follow.then_some(self.idle_timeout);
+        self.job.to_config(Source::Dump(source))
     }
 }
 
@@ -394,6 +449,7 @@ impl JobArgs {
                 blocking: true,
                 fps: self.fps,
                 memory_budget: self.memory_budget.clone().map(MemorySize::Text),
+                sample_memory_s: self.sample_memory,
             },
             out: Some(self.out.clone()),
         }
@@ -434,6 +490,10 @@ impl JobArgs {
         if let Some(changed) = &r.counters.source_changed {
             // As after Ctrl-C, what was computed is written; then the error (exit code 2).
             return Err(Error::Changed(changed.clone()));
+        }
+        if let Some(idle) = &r.counters.idle_timeout {
+            // A followed dump that stopped growing: likewise (exit code 2).
+            return Err(Error::file(&idle.path, idle.to_string()));
         }
         if r.counters.interrupted {
             return Err(Error::Interrupted(format!(

@@ -474,6 +474,8 @@ pub fn compress(config: &JobConfig, hooks: &Hooks) -> Result<CompressOutcome> {
         progress: hooks.progress.clone(),
         interrupt: Arc::clone(&hooks.interrupt),
         memory_budget: Some(config.run.budget()?),
+        fault_panic_at: None,
+        follow: None,
     };
     let t = Instant::now();
     let (workers, counters) = run(

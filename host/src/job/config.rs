@@ -60,6 +60,24 @@ pub enum Source {
     Push(PushSource),
     /// A Merlin detector's TCP data port ([`crate::job::live`]).
     Merlin(MerlinSource),
+    /// A generated stream of frames, no file needed (soaks, tests; replayed by
+    /// [`crate::job::replay`], see [`crate::source::synthetic`]).
+    Synthetic(SyntheticSource),
+}
+
+/// A generated stream of `u16` frames ([`crate::source::Dump::synthetic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSource {
+    /// Frames in the stream.
+    pub frames: usize,
+    /// Frame width in pixels.
+    pub width: usize,
+    /// Frame height in pixels.
+    pub height: usize,
+    /// Distinct frames the stream cycles through (generated once); absent: 64.
+    #[serde(default)]
+    pub distinct: Option<usize>,
 }
 
 /// A Quantum Detectors Merlin streaming over TCP ([`crate::source::live::merlin`]). The
@@ -106,6 +124,15 @@ pub struct DumpSource {
     /// Raw dumps: bytes after the pixels of every frame.
     #[serde(default)]
     pub frame_footer_bytes: Option<u64>,
+    /// The dump is still being written (raw dumps): process frames as they land, until the
+    /// scan (`scan.shape`, else the sidecar's `frames` or `scan`) is complete or no frame has
+    /// come for `idle_timeout_s` ([`crate::source::Dump::open_growing`]).
+    #[serde(default)]
+    pub follow: bool,
+    /// With `follow`: seconds without a new frame after which the run ends with the frames
+    /// so far (written, then an error); absent: 10 s.
+    #[serde(default)]
+    pub idle_timeout_s: Option<f64>,
 }
 
 impl DumpSource {
@@ -428,6 +455,10 @@ pub struct RunConfig {
     /// `$PTYFLOW_MEMORY_BUDGET`, else 75 % of physical memory.
     #[serde(default)]
     pub memory_budget: Option<MemorySize>,
+    /// A replay: sample the process's resident memory every this many seconds, into the
+    /// report's `rss_samples` (`[seconds, bytes, frames processed]` each), off the hot path.
+    #[serde(default)]
+    pub sample_memory_s: Option<f64>,
 }
 
 impl Default for RunConfig {
@@ -439,6 +470,7 @@ impl Default for RunConfig {
             blocking: true,
             fps: None,
             memory_budget: None,
+            sample_memory_s: None,
         }
     }
 }
@@ -501,6 +533,12 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("source.dump.header_bytes", "--header-bytes"),
     ("source.dump.frame_header_bytes", "--frame-header-bytes"),
     ("source.dump.frame_footer_bytes", "--frame-footer-bytes"),
+    ("source.dump.follow", "--follow"),
+    ("source.dump.idle_timeout_s", "--idle-timeout"),
+    ("source.synthetic.frames", "--synthetic"),
+    ("source.synthetic.width", "--synthetic"),
+    ("source.synthetic.height", "--synthetic"),
+    ("source.synthetic.distinct", "--synthetic"),
     ("source.merlin.address", "--merlin"),
     ("source.merlin.timeout_s", "--timeout"),
     ("scan.shape", "--scan"),
@@ -554,6 +592,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("run.batch_frames", "--batch"),
     ("run.fps", "--fps"),
     ("run.memory_budget", "--memory-budget"),
+    ("run.sample_memory_s", "--sample-memory"),
     ("out", "--out"),
 ];
 
@@ -622,6 +661,15 @@ impl JobConfig {
                 "pushed and streamed frames are one pattern each: sum a position's frames before",
             ));
         }
+        if let Source::Dump(d) = &self.source {
+            positive("source.dump.idle_timeout_s", d.idle_timeout_s)?;
+            if d.idle_timeout_s.is_some() && !d.follow {
+                return Err(Error::param(
+                    "source.dump.idle_timeout_s",
+                    "is the idle timeout of a followed dump: set `source.dump.follow` too",
+                ));
+            }
+        }
         if let Source::Merlin(m) = &self.source {
             if !m.address.contains(':') {
                 return Err(Error::param(
@@ -689,6 +737,7 @@ impl JobConfig {
             return Err(Error::param("run.threads", format!("{t}: need at least 1")));
         }
         positive("run.fps", self.run.fps)?;
+        positive("run.sample_memory_s", self.run.sample_memory_s)?;
         self.run.budget()?;
         if let Some(recon) = &self.recon {
             let options = recon.method_options();

@@ -57,7 +57,7 @@ use std::sync::atomic::AtomicBool;
 pub use compress::{CompressConfig, CompressOutcome, compress};
 pub use config::{
     DumpSource, FIELDS, JobConfig, MemorySize, MerlinSource, PushSource, RadiusUnit, ReconConfig,
-    ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source,
+    ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source, SyntheticSource,
 };
 pub use live::{LiveSummary, live};
 pub use memory::{ContiguousFrames, FrameSet, reduce_frames};

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use ptyflow_core::Scan;
 
-use crate::Result;
 use crate::output::{write_npy, write_png};
 use crate::pipeline::reduce::{ReducePlan, Reducer};
+use crate::{Error, Result};
 
 /// Places per-frame values (`frames × channels`) at their scan positions: a
 /// `rows × cols × channels` array, NaN where no frame arrived.
@@ -89,19 +89,57 @@ pub fn reduction_outputs(
     Ok(out)
 }
 
-/// Writes each output as `.npy`, and each 2D one also as a `.png` preview.
+/// Writes each output as `.npy`, and each 2D one also as a `.png` preview. A file that
+/// cannot be written (the folder vanished, a disk that is full, a name taken by a folder) does
+/// not stop the others: every file that can be written is, `written` lists them, and the
+/// error names each file that could not be ([`write_failures`]).
 pub fn write_arrays(out: &Path, arrays: &[NamedArray], written: &mut Vec<String>) -> Result<()> {
+    let failed = write_each(out, arrays, written);
+    write_failures(out, failed)
+}
+
+/// As [`write_arrays`], returning the error of each file that could not be written.
+pub(super) fn write_each(
+    out: &Path,
+    arrays: &[NamedArray],
+    written: &mut Vec<String>,
+) -> Vec<Error> {
+    let mut failed = Vec::new();
+    let mut record = |name: String, result: Result<()>| match result {
+        Ok(()) => written.push(name),
+        Err(e) => failed.push(e),
+    };
     for array in arrays {
-        write_npy(
-            &out.join(format!("{}.npy", array.name)),
-            &array.shape,
-            &array.data,
-        )?;
-        written.push(format!("{}.npy", array.name));
+        let npy = format!("{}.npy", array.name);
+        record(
+            npy.clone(),
+            write_npy(&out.join(&npy), &array.shape, &array.data),
+        );
         if let [h, w] = array.shape[..] {
-            write_png(&out.join(format!("{}.png", array.name)), w, h, &array.data)?;
-            written.push(format!("{}.png", array.name));
+            let png = format!("{}.png", array.name);
+            record(png.clone(), write_png(&out.join(&png), w, h, &array.data));
         }
     }
-    Ok(())
+    failed
+}
+
+/// The errors of the output files of `out` that could not be written, as one error: the
+/// error itself when there is one (it names the file), else an [`Error::File`] on `out`
+/// listing them all. `Ok` when there is none.
+pub(super) fn write_failures(out: &Path, mut failed: Vec<Error>) -> Result<()> {
+    match failed.len() {
+        0 => Ok(()),
+        1 => Err(failed.remove(0)),
+        n => Err(Error::file(
+            out,
+            format!(
+                "{n} output files could not be written (the others were): {}",
+                failed
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )),
+    }
 }

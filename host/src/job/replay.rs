@@ -1,11 +1,13 @@
 //! A replay: a recorded dump through the reduction and the optional online reconstruction.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ptyflow_core::{FrameGeometry, Scan, ScanKind, Window};
 
-use super::config::{JobConfig, ScanConfig, Source};
-use super::outputs::{reduction_outputs, write_arrays};
+use super::config::{DumpSource, JobConfig, ScanConfig, Source};
+use super::outputs::{reduction_outputs, write_each, write_failures};
 use super::report::{DumpSummary, JobReport};
 use super::size::ReductionSize;
 use super::{Hooks, JobOutcome, recon, write_report};
@@ -13,7 +15,7 @@ use crate::optics::Optics;
 use crate::output::ensure_dir;
 use crate::pipeline::detectors::{Disc, VirtualSpec, estimate_disc};
 use crate::pipeline::reduce::{ReducePlan, Reducer, merge_reducers};
-use crate::pipeline::run::{RunOptions, run};
+use crate::pipeline::run::{RunOptions, run_keeping};
 use crate::source::Dump;
 use crate::{Error, Result};
 
@@ -114,18 +116,39 @@ pub(super) fn parameters(config: &JobConfig, threads: usize, batch: usize) -> se
 /// [`Error::Changed`], exit code 2).
 pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     config.validate()?;
-    let Source::Dump(source) = &config.source else {
-        return Err(Error::param(
-            "source",
-            "a replay reads a dump: give `source.dump`",
-        ));
+    let no_file = DumpSource::default();
+    let (dump, source) = match &config.source {
+        // A dump still being written is mapped at its finished length; frames are read as
+        // they land (`source.dump.follow`).
+        Source::Dump(source) if source.follow => {
+            let k = config.scan.grouping()?.per_position;
+            let frames = config.scan.shape.map(|[r, c]| r * c * k);
+            let opts = source.open_options();
+            (Dump::open_growing(&source.path, &opts, frames)?, source)
+        }
+        Source::Dump(source) => (Dump::open(&source.path, &source.open_options())?, source),
+        Source::Synthetic(s) => {
+            let distinct = s.distinct.unwrap_or(64);
+            let dump = Dump::synthetic(s.frames, s.width, s.height, distinct)?;
+            (dump, &no_file)
+        }
+        _ => {
+            return Err(Error::param(
+                "source",
+                "a replay reads a dump: give `source.dump` (or `source.synthetic`)",
+            ));
+        }
     };
-    let dump = Dump::open(&source.path, &source.open_options())?;
     let info = dump.info().clone();
     let (scan, frames) = resolve_scan(&config.scan, &dump)?;
     let frame = FrameGeometry::new(info.width, info.height)
         .map_err(|e| Error::core(info.path.display().to_string(), e))?;
-    let request = recon::request(config, Optics::from_sidecar(&source.path))?;
+    let optics = if source.path.as_os_str().is_empty() {
+        Optics::default()
+    } else {
+        Optics::from_sidecar(&source.path)
+    };
+    let request = recon::request(config, optics)?;
     let threads = config.run.threads();
     let batch = config.run.batch_frames.unwrap_or(DEFAULT_BATCH).max(1);
     let specs = detectors_px(config);
@@ -163,6 +186,17 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     // reconstruction's window needs it.
     let mut found: Option<Option<Disc>> = None;
     let mut find = || -> Result<Option<Disc>> {
+        if source.follow {
+            // Its mean pattern would read frames that have not landed.
+            return Err(Error::param(
+                "reduce.center",
+                format!(
+                    "{}: a followed dump's disc cannot be found from frames still to come; \
+                     give `reduce.center` X,Y and `reduce.bf_radius` R",
+                    info.path.display()
+                ),
+            ));
+        }
         if found.is_none() {
             found = Some(estimate_disc(&dump)?);
         }
@@ -211,18 +245,31 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     plan.skip_nonfinite = !config.reduce.keep_nonfinite;
     let plan = Arc::new(plan);
 
+    // With `run.sample_memory_s`, a thread samples the resident memory along the run; the
+    // progress is teed to tell it the frames done.
+    let monitor = config
+        .run
+        .sample_memory_s
+        .map(|every| RssMonitor::start(Duration::from_secs_f64(every), hooks.progress.clone()));
     let opts = RunOptions {
         threads,
         batch_frames: batch,
         fps: config.run.fps,
         limit: Some(frames),
-        progress: hooks.progress.clone(),
+        progress: match &monitor {
+            Some(m) => Some(Arc::clone(&m.progress) as Arc<dyn crate::pipeline::Progress>),
+            None => hooks.progress.clone(),
+        },
         interrupt: Arc::clone(&hooks.interrupt),
         memory_budget: Some(budget),
         grouping,
+        fault_panic_at: fault_panic_at(),
+        follow: source
+            .follow
+            .then(|| Duration::from_secs_f64(source.idle_timeout_s.unwrap_or(10.0))),
     };
     let workers_plan = Arc::clone(&plan);
-    let (workers, counters) = run(
+    let (workers, counters, failure) = run_keeping(
         &dump,
         || Reducer::new(Arc::clone(&workers_plan)),
         consumer
@@ -230,7 +277,16 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
             .map(|c| c as &mut dyn crate::pipeline::OrderedConsumer),
         &opts,
     )?;
-    let reducer = merge_reducers(workers)?;
+    let rss_samples = monitor.map(|m| m.finish(counters.frames_processed));
+    // A stage that failed mid-run (a worker that panicked): the surviving workers' results
+    // are written, the positions the failed one held are NaN, then the error is returned.
+    let mut reducer = match merge_reducers(workers) {
+        Ok(r) => r,
+        Err(e) => return Err(failure.map_or(e, |f| f.error)),
+    };
+    if let Some(f) = &failure {
+        reducer.keep_only(&f.done);
+    }
     // A dump that shrank: the positions before the first lost frame are the result (the
     // caller reports the change, as after an interrupt).
     let read = counters
@@ -241,8 +297,10 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         });
     let arrays = reduction_outputs(&plan, &reducer, &scan, read)?;
     let mut outputs = Vec::new();
+    // Files that cannot be written do not stop the others (nor the report).
+    let mut write_errors = Vec::new();
     if let Some(out) = &config.out {
-        write_arrays(out, &arrays, &mut outputs)?;
+        write_errors = write_each(out, &arrays, &mut outputs);
     }
 
     let dump_summary = DumpSummary {
@@ -268,6 +326,11 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         outputs,
     );
     report.frames_nonfinite = reducer.frames_nonfinite();
+    if let Some(samples) = rss_samples {
+        report
+            .extra
+            .insert("rss_samples".into(), serde_json::json!(samples));
+    }
     report.frames_zero_dose = zero_dose;
     if grouping.sums() {
         let doses: Vec<f64> = reducer.dose()[..read]
@@ -285,10 +348,13 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     }
 
     let recon = match (consumer, &request) {
-        (Some(consumer), Some(request)) => {
+        // After a failure the reconstruction has not seen every frame: not finished.
+        (Some(consumer), Some(request)) if failure.is_none() => {
             let result = recon::finish(consumer, request, threads, hooks.progress.as_deref())?;
             if let Some(out) = &config.out {
-                recon::write(out, &result, &mut report.outputs)?;
+                if let Err(e) = recon::write(out, &result, &mut report.outputs) {
+                    write_errors.push(e);
+                }
             }
             add_recon_extras(&mut report, &result);
             Some(result)
@@ -296,7 +362,35 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         _ => None,
     };
     if let Some(out) = &config.out {
-        write_report(out, &mut report)?;
+        if !write_errors.is_empty() {
+            report.extra.insert(
+                "write_errors".into(),
+                write_errors.iter().map(|e| e.to_string()).collect(),
+            );
+        }
+        if let Err(e) = write_report(out, &mut report) {
+            report.outputs.retain(|o| o != "report.json");
+            write_errors.push(e);
+        }
+    }
+    if let Some(f) = failure {
+        // Bad input met mid-run (a Merlin header that disagrees) keeps its own error and
+        // exit code; a failed stage says what was kept.
+        let Error::Pipeline(msg) = f.error else {
+            return Err(f.error);
+        };
+        let kept = match &config.out {
+            Some(out) if write_errors.is_empty() => format!("written into {}", out.display()),
+            Some(_) => "partly written (some output files could not be)".into(),
+            None => "kept".into(),
+        };
+        return Err(Error::Pipeline(format!(
+            "{msg}; the results of the {} of {} frames processed before it were {kept}",
+            report.counters.frames_processed, report.counters.frames_read
+        )));
+    }
+    if let Some(out) = &config.out {
+        write_failures(out, write_errors)?;
     }
     Ok(JobOutcome {
         report,
@@ -306,6 +400,115 @@ pub fn replay(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         plan,
         scan,
     })
+}
+
+/// The progress of a replay teed to an [`RssMonitor`]: the frames done, then the caller's.
+struct Teed {
+    done: AtomicU64,
+    inner: Option<Arc<dyn crate::pipeline::Progress>>,
+}
+
+impl crate::pipeline::Progress for Teed {
+    fn start(&self, what: &str, total: u64) {
+        crate::pipeline::run::report(self.inner.as_deref(), |p| p.start(what, total));
+    }
+    fn set(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        crate::pipeline::run::report(self.inner.as_deref(), |p| p.set(done));
+    }
+    fn finish(&self) {
+        crate::pipeline::run::report(self.inner.as_deref(), |p| p.finish());
+    }
+    fn waiting(&self, waiting: bool) {
+        crate::pipeline::run::report(self.inner.as_deref(), |p| p.waiting(waiting));
+    }
+}
+
+/// Samples the resident memory of the process (`/proc/self/statm`, Linux) on a thread of
+/// its own, every `every`, until [`RssMonitor::finish`]: `[seconds, bytes, frames done]`
+/// each, the first at the start and the last at the end. Nothing on the hot path: the
+/// frames done are those the reader reports to the progress, batch by batch.
+struct RssMonitor {
+    progress: Arc<Teed>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<[f64; 3]>>>,
+}
+
+impl RssMonitor {
+    fn start(every: Duration, inner: Option<Arc<dyn crate::pipeline::Progress>>) -> Self {
+        let progress = Arc::new(Teed {
+            done: AtomicU64::new(0),
+            inner,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (Arc::clone(&progress), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("ptyflow-rss".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut samples = Vec::new();
+                let mut due = Duration::ZERO;
+                loop {
+                    let last = s.load(Ordering::Relaxed);
+                    if last || start.elapsed() >= due {
+                        if let Some(rss) = resident_bytes() {
+                            let done = p.done.load(Ordering::Relaxed);
+                            samples.push([start.elapsed().as_secs_f64(), rss as f64, done as f64]);
+                        }
+                        due += every;
+                    }
+                    if last {
+                        return samples;
+                    }
+                    std::thread::sleep(every.min(Duration::from_millis(20)));
+                }
+            })
+            .ok();
+        RssMonitor {
+            progress,
+            stop,
+            thread,
+        }
+    }
+
+    /// Stops the sampling after a last sample at `done` frames: the samples (none if the
+    /// thread could not start).
+    fn finish(mut self, done: u64) -> Vec<[f64; 3]> {
+        self.progress.done.store(done, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RssMonitor {
+    /// A job that fails before `finish` stops the sampling too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The resident memory of this process in bytes (`None` where `/proc` is absent).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    #[cfg(unix)]
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    #[cfg(not(unix))]
+    let page = 4096;
+    Some(pages * page)
+}
+
+/// The fault-injection hook of the failure tests: `PTYFLOW_FAULT_PANIC_AT=N` makes the
+/// reduction worker that gets position `N` panic there ([`RunOptions::fault_panic_at`]).
+/// Read once per job; unset in every real run.
+fn fault_panic_at() -> Option<usize> {
+    std::env::var("PTYFLOW_FAULT_PANIC_AT")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// The report's entries for the reconstruction.

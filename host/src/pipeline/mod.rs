@@ -10,4 +10,6 @@ pub mod recon;
 pub mod reduce;
 pub mod run;
 
-pub use run::{Counters, OrderedConsumer, Progress, RunOptions, Worker, run};
+pub use run::{
+    Counters, Failure, IdleTimeout, OrderedConsumer, Progress, RunOptions, Worker, run, run_keeping,
+};

@@ -419,7 +419,7 @@ impl<C: OrderedConsumer + 'static> PushPipeline<C> {
                 consume_busy_s: consume_busy.as_secs_f64(),
                 reader_blocked_s: 0.0,
                 interrupted: false,
-                source_changed: None,
+                ..Counters::default()
             },
         })
     }

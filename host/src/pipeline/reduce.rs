@@ -500,6 +500,22 @@ impl Reducer {
         Ok(())
     }
 
+    /// Marks every position outside `done` (sorted, disjoint ranges) as not processed: NaN
+    /// dose and detector values, as at a position no frame arrived at. For the merged results
+    /// of a run whose failed worker took its positions with it ([`crate::pipeline::Failure`]);
+    /// the pattern statistics are those of the positions kept.
+    pub fn keep_only(&mut self, done: &[std::ops::Range<usize>]) {
+        let (n, k) = (self.dose.len(), self.plan.coeffs_per_frame);
+        let mut next = 0;
+        for r in done.iter().chain(std::iter::once(&(n..n))) {
+            for i in next..r.start.min(n) {
+                self.dose[i] = f64::NAN;
+                self.coeffs[i * k..(i + 1) * k].fill(f32::NAN);
+            }
+            next = next.max(r.end);
+        }
+    }
+
     /// Frames this reducer (and those merged into it) processed.
     pub fn frames_done(&self) -> u64 {
         self.frames_done

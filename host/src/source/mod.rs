@@ -58,6 +58,7 @@ mod guard;
 pub mod live;
 pub(crate) mod mib;
 mod raw;
+pub mod synthetic;
 
 use std::fs::File;
 use std::ops::Range;
@@ -338,6 +339,9 @@ pub struct Dump {
     /// fault handler before it is unmapped.
     guard: guard::Guard,
     map: Mmap,
+    /// A generated source ([`Dump::synthetic`]): frame `i` is frame `i % ring` of the map.
+    /// 0 for a file.
+    ring: usize,
 }
 
 /// A dump that shrank (or lost pages) while it was read: the first frame that could not be
@@ -503,6 +507,107 @@ impl Dump {
         Ok(dump)
     }
 
+    /// Opens a raw dump that is still being written, to be read as its frames land
+    /// (`ptyflow replay --follow`). `frames` is how many the finished dump will hold (from the
+    /// scan); `None`: the sidecar's `frames`, else its scan shape. The file may hold fewer
+    /// frames now, or none; a partly written last frame is not one of them.
+    ///
+    /// The map covers the finished length from the start: a shared file map past the end of
+    /// the file becomes readable page by page as the file grows (Linux reads the file's size
+    /// at every fault), so nothing is re-mapped. A frame must only be read once
+    /// [`Dump::landed_frames`] counts it: a read past the current end would hit the SIGBUS
+    /// guard (zeros, and [`Dump::check_frames`] reporting the dump as changed). Raw dumps
+    /// only: other formats need their first frame to work out the layout.
+    pub fn open_growing(
+        path: impl AsRef<Path>,
+        opts: &OpenOptions,
+        frames: Option<usize>,
+    ) -> Result<Dump> {
+        let (format, path) = detect(path.as_ref(), opts)?;
+        if format != Format::Raw {
+            return Err(Error::param(
+                "source.dump.follow",
+                format!(
+                    "following a dump as it is written reads raw dumps only; {} is {}",
+                    path.display(),
+                    format.name()
+                ),
+            ));
+        }
+        let plan = raw::plan(&path, &opts.raw)?;
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            return Err(Error::file(&path, "is a folder, expected a dump file"));
+        }
+        let expected = frames
+            .or(plan.declared.as_ref().map(|d| d.frames as usize))
+            .or(plan.scan.map(|(r, c)| r.saturating_mul(c)))
+            .ok_or_else(|| {
+                Error::param(
+                    "scan.shape",
+                    format!(
+                        "{}: following a dump needs the number of frames it will hold: give                          `scan.shape` ROWSxCOLS (or `frames` or `scan` in its sidecar)",
+                        path.display()
+                    ),
+                )
+            })?;
+        let stride = plan
+            .frame_header_bytes
+            .checked_add(plan.frame_bytes)
+            .and_then(|n| n.checked_add(plan.frame_footer_bytes))
+            .unwrap_or(u64::MAX);
+        let full = (expected as u64)
+            .checked_mul(stride)
+            .and_then(|b| b.checked_add(plan.header_bytes))
+            .filter(|&b| b > 0 && usize::try_from(b).is_ok())
+            .ok_or_else(|| {
+                Error::param(
+                    "scan.shape",
+                    format!(
+                        "{}: {expected} frames of {stride} bytes do not fit in the address                          space (or are none)",
+                        path.display()
+                    ),
+                )
+            })?;
+        // SAFETY: as in `open`; in addition the map reaches past the file's current end. Bytes
+        // there are only read after `landed_frames` saw the file grow over them (the pipeline
+        // waits for that); a read that comes too early, or after a truncation, faults into
+        // the guard, which maps zeros and records it for `check_frames`.
+        let map = unsafe { memmap2::MmapOptions::new().len(full as usize).map(&file) }
+            .map_err(|e| Error::io(&path, e))?;
+        let guard = guard::Guard::register(&map);
+        let declared = plan.declared.clone();
+        let mut plan = plan;
+        // The finished dump's size: the frame count to check is the scan's, not today's.
+        plan.declared = None;
+        let mut dump = Self::from_plan(plan, full, file, guard, map)?;
+        dump.info.file_bytes = meta.len();
+        dump.info.declared_frames = declared.map(|d| d.frames);
+        Ok(dump)
+    }
+
+    /// Frames the file holds whole now (at most [`DumpInfo::frames`]): for a dump still being
+    /// written ([`Dump::open_growing`]), the frames that may be read. One `fstat`.
+    pub fn landed_frames(&self) -> Result<usize> {
+        let info = &self.info;
+        if self.ring != 0 {
+            return Ok(info.frames);
+        }
+        let now = self.file_bytes_now()?;
+        let whole = now.saturating_sub(info.header_bytes) / info.stride;
+        Ok(usize::try_from(whole).map_or(info.frames, |w| w.min(info.frames)))
+    }
+
+    /// The file's size now, in bytes.
+    pub fn file_bytes_now(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.info.path, e))?
+            .len())
+    }
+
     fn from_plan(p: Plan, size: u64, file: File, guard: guard::Guard, map: Mmap) -> Result<Dump> {
         // The byte counts come from a sidecar or a header: their sum may not fit.
         let stride = p
@@ -619,7 +724,68 @@ impl Dump {
             file,
             guard,
             map,
+            ring: 0,
         })
+    }
+
+    /// A generated stream of `frames` `u16` frames of `width × height` pixels, no file
+    /// needed: a ring of `distinct` frames made once by [`synthetic::frame`] into an
+    /// anonymous map, frame `i` being slot `i % distinct` (see the `synthetic` module). Read
+    /// like a raw dump, zero copy; `check_frames` always passes.
+    pub fn synthetic(frames: usize, width: usize, height: usize, distinct: usize) -> Result<Dump> {
+        let name = format!("synthetic:{frames}x{width}x{height}");
+        let bad = |msg: String| Error::param("source.synthetic", format!("{name}: {msg}"));
+        if frames == 0 || width == 0 || height == 0 || distinct == 0 {
+            return Err(bad(
+                "frames, width, height and distinct frames must be positive".into(),
+            ));
+        }
+        let pixels = width
+            .checked_mul(height)
+            .ok_or_else(|| bad("frames too large".into()))?;
+        let frame_bytes = pixels * 2;
+        let ring = distinct.min(frames);
+        let bytes = ring
+            .checked_mul(frame_bytes)
+            .filter(|_| (frames as u64).checked_mul(frame_bytes as u64).is_some())
+            .ok_or_else(|| bad("the ring of distinct frames does not fit in memory".into()))?;
+        let mut map = memmap2::MmapOptions::new()
+            .len(bytes)
+            .map_anon()
+            .map_err(|e| Error::memory("source.synthetic", format!("{name}: {e}"), None, None))?;
+        for (slot, px) in map.chunks_exact_mut(frame_bytes).enumerate() {
+            // The map is page-aligned and frames are whole u16s: the cast cannot fail.
+            synthetic::frame(slot, width, height, bytemuck::cast_slice_mut(px));
+        }
+        let map = map
+            .make_read_only()
+            .map_err(|e| Error::memory("source.synthetic", format!("{name}: {e}"), None, None))?;
+        let null = Path::new("/dev/null");
+        let file = File::open(null).map_err(|e| Error::io(null, e))?;
+        let guard = guard::Guard::register(&map);
+        let plan = Plan {
+            path: PathBuf::from(name),
+            format: Format::Raw,
+            width,
+            height,
+            stored_dtype: format!("u16, generated (a ring of {ring} distinct frames)"),
+            pixel: PixelKind::U16,
+            header_bytes: 0,
+            frame_header_bytes: 0,
+            frame_bytes: frame_bytes as u64,
+            frame_footer_bytes: 0,
+            decode: Decode::U16 { big: NATIVE_BIG },
+            scan: None,
+            declared: None,
+            notes: Vec::new(),
+            mib: None,
+        };
+        let size = frames as u64 * frame_bytes as u64;
+        let mut dump = Self::from_plan(plan, size, file, guard, map)?;
+        dump.info.notes.retain(|n| !n.contains("not guarded"));
+        dump.info.file_bytes = bytes as u64;
+        dump.ring = ring;
+        Ok(dump)
     }
 
     /// Checks that frames `frames` are still intact: the file still holds them and none of
@@ -631,7 +797,7 @@ impl Dump {
     /// Errors: [`Error::Changed`] naming the first frame of `frames` that is not intact; an
     /// I/O error if the file's size cannot be read.
     pub fn check_frames(&self, frames: Range<usize>) -> Result<()> {
-        if frames.is_empty() {
+        if frames.is_empty() || self.ring != 0 {
             return Ok(());
         }
         let info = &self.info;
@@ -722,7 +888,13 @@ impl<'d> FrameReader<'d> {
                 ),
             ));
         }
-        let start = info.header_bytes + index as u64 * info.stride;
+        // A generated source repeats its ring (a predictable branch, 0 for files).
+        let slot = if dump.ring == 0 {
+            index
+        } else {
+            index % dump.ring
+        };
+        let start = info.header_bytes + slot as u64 * info.stride;
         if let Some(check) = &dump.mib {
             check.check(&info.path, &dump.map, index, start)?;
         }
