@@ -11,3 +11,4 @@ mod realdata;
 mod replay;
 mod serpentine;
 mod shrinking;
+mod sources;
