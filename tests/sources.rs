@@ -159,3 +159,52 @@ fn numpy_metadata_beside_a_raw_dump_gives_way_to_the_flags() {
     let (_, want) = run(JobConfig::dump(d.join("ref_u2.raw")), d, "ref");
     assert!(run(config, d, "foreign") == (100, want), "outputs differ");
 }
+
+/// An EMD 1.0-like file from h5py (the py4DSTEM layout: `<root>/<datacube>/data` in groups
+/// with `emd_group_type`): ptyflow refuses it with the conversion to run, and the `.npy`
+/// that conversion writes replays like the raw dump.
+#[test]
+fn hdf5_files_are_refused_with_a_conversion_that_works() {
+    let Some(python) = python_with("numpy, h5py") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_files(&python, d);
+    let emd = d.join("scan.emd");
+    let script = r#"
+import sys, h5py, numpy as np
+a = np.load(sys.argv[1])
+with h5py.File(sys.argv[2], "w") as f:
+    f.attrs["emd_group_type"] = "file"
+    root = f.create_group("root"); root.attrs["emd_group_type"] = "root"
+    cube = root.create_group("datacube"); cube.attrs["emd_group_type"] = 1
+    cube.attrs["python_class"] = "DataCube"
+    cube.create_dataset("data", data=a, chunks=(1, 1, 96, 96), compression="gzip")
+"#;
+    let ok = Command::new(&python)
+        .args(["-c", script])
+        .arg(d.join("c_u2.npy"))
+        .arg(&emd)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let e = Dump::open(&emd, &OpenOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scan.emd") && e.contains("numpy.save"), "{e}");
+    // The command the message gives, with the file and the dataset filled in.
+    let start = e.find("import h5py").unwrap();
+    let command = &e[start..e[start..].find("\" ").unwrap() + start];
+    let command = command
+        .replace("FILE", emd.to_str().unwrap())
+        .replace("DATASET", "root/datacube/data")
+        .replace("scan.npy", d.join("converted.npy").to_str().unwrap());
+    let ok = Command::new(&python)
+        .args(["-c", &command])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "{command}");
+    let (_, want) = run(JobConfig::dump(d.join("ref_u2.raw")), d, "ref");
+    assert!(run(JobConfig::dump(d.join("converted.npy")), d, "converted") == (100, want));
+}

@@ -34,6 +34,8 @@
 //!
 //! # Format detection (`format: None`)
 //! 1. a `.mib` extension → Merlin; a `.npy` → NumPy;
+//!    (`.h5`/`.hdf5`/`.emd` → an error saying how to convert, unless raw layout options are
+//!    given: HDF5 is not read yet);
 //! 2. a `.xml` → EMPAD, reading the `.raw` it names; a `.raw` with an EMPAD `.xml` beside it
 //!    (same stem, or the only `.xml` in the folder that names it) → EMPAD;
 //! 3. a sidecar `<file>.json`, or raw layout options → raw;
@@ -439,6 +441,16 @@ fn detect(path: &Path, opts: &OpenOptions) -> Result<(Format, PathBuf)> {
     }
     if has_ext(path, "npy") {
         return Ok((Format::Npy, path.to_owned()));
+    }
+    if ["h5", "hdf5", "emd"].iter().any(|e| has_ext(path, e)) && !opts.raw.any() {
+        return Err(Error::file(
+            path,
+            "HDF5/EMD files are not read by ptyflow yet. Save the 4D dataset as .npy, which is \
+             read in place: python -c \"import h5py, numpy; \
+             numpy.save('scan.npy', h5py.File('FILE')['DATASET'])\" (for py4DSTEM files the \
+             dataset is '<root>/<datacube>/data', or in older ones \
+             '4DSTEM_experiment/data/datacubes/<name>/data')",
+        ));
     }
     if has_ext(path, "xml") {
         return Ok((Format::Empad, empad::raw_for_xml(path)?));

@@ -250,6 +250,15 @@ fn foreign_sidecar_is_ignored_when_the_flags_give_the_layout() {
 
 // ---------------------------------------------------------------- npy
 
+#[test]
+fn hdf5_files_get_a_way_out() {
+    let dir = tmp();
+    let path = dir.path().join("scan.emd");
+    std::fs::write(&path, b"\x89HDF\r\n\x1a\n").unwrap();
+    let e = err(open(&path));
+    assert!(e.contains("scan.emd") && e.contains("numpy.save"), "{e}");
+}
+
 /// A `.npy` as numpy 1.x writes it (header padded to 64 bytes), holding `data`.
 fn write_npy(path: &Path, descr: &str, fortran: bool, shape: &[usize], data: &[u8]) {
     let py = if fortran { "True" } else { "False" };
