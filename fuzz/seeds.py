@@ -94,3 +94,27 @@ raw("raw_u16_le", {"width": 8, "height": 4, "dtype": "u16", "frames": 2, "scan":
 raw("raw_i32_be_headers", {"width": 4, "height": 4, "dtype": "i32", "byte_order": "big", "header_bytes": 3,
                            "frame_header_bytes": 1, "frame_footer_bytes": 2}, bytes(3 + 2 * (1 + 64 + 2)))
 raw("raw_f32", {"width": 4, "height": 2, "dtype": "f32"}, struct.pack("<8f", *range(8)))
+
+
+# npy_header: the .npy layout numpy's np.save writes (magic, version, header length, dict
+# literal padded with spaces to a multiple of 64 bytes, newline), then the array's bytes.
+def npy(descr, fortran, shape, item, major=1, pad=True):
+    d = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, repr(tuple(shape)))
+    pre = 10 if major == 1 else 12
+    if pad:
+        d += " " * (63 - (pre + len(d)) % 64)
+    d += "\n"
+    n = 1
+    for s in shape:
+        n *= s
+    head = b"\x93NUMPY" + bytes([major, 0]) + (struct.pack("<H", len(d)) if major == 1 else struct.pack("<I", len(d)))
+    return head + d.encode() + bytes(random.randrange(256) for _ in range(n * item))
+
+
+put("npy_header", "u2_c_4d", npy("<u2", False, (2, 3, 4, 4), 2))
+put("npy_header", "u1_f_4d", npy("|u1", True, (3, 2, 2, 5), 1))
+put("npy_header", "f4_be_f_3d", npy(">f4", True, (4, 3, 3), 4, major=2))
+put("npy_header", "u4_c_3d_v3", npy("<u4", False, (2, 2, 2), 4, major=3, pad=False))
+put("npy_header", "i4_c_4d", npy("<i4", False, (1, 1, 2, 2), 4))
+put("npy_header", "bad_dtype", npy("<f8", False, (1, 1, 2, 2), 8))
+put("npy_header", "short", npy("<u2", False, (2, 2, 2, 2), 2)[:-3])

@@ -83,3 +83,8 @@ fn job_config() {
 fn cli_specs() {
     replay("cli_specs", fuzzing::cli_specs);
 }
+
+#[test]
+fn npy_header() {
+    replay("npy_header", fuzzing::npy_header);
+}

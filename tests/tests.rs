@@ -12,4 +12,5 @@ mod realdata;
 mod replay;
 mod serpentine;
 mod shrinking;
+mod sources;
 mod synthetic;

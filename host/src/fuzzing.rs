@@ -143,3 +143,20 @@ pub fn cli_specs(bytes: &[u8]) {
     let _ = crate::cli::replay::parse_crop(&text);
     let _ = crate::cli::replay::parse_pair(&text);
 }
+
+/// The NumPy `.npy` header and layout: what plans must describe an array that fits the bytes,
+/// and every frame of it must read (C order straight, Fortran order gathered).
+pub fn npy_header(bytes: &[u8]) {
+    let path = Path::new("fuzz.npy");
+    let _ = source::npy::parse_header(path, bytes);
+    if let Ok((plan, strided)) = source::npy::plan(path, bytes) {
+        let need = plan.header_bytes() + plan.frame_bytes() * plan.declared_frames();
+        assert_eq!(need, bytes.len() as u64, "a plan's array fills the file");
+        if let Some(s) = strided {
+            let mut bufs = source::DecodeBuffers::default();
+            for f in 0..plan.declared_frames() as usize {
+                assert_eq!(s.frame(bytes, f, &mut bufs).len(), plan.pixels());
+            }
+        }
+    }
+}

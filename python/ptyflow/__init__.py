@@ -215,8 +215,9 @@ def _pixel(dtype: Any) -> str:
 def info(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     """What a dump holds, without reading its frames.
 
-    ``path`` is a Merlin ``.mib``, an EMPAD ``.raw``/``.xml`` or a raw dump with its
-    ``<file>.json`` sidecar. Returns a dict: ``format``, ``width`` and ``height`` (pixels),
+    ``path`` is a Merlin ``.mib``, an EMPAD ``.raw``/``.xml``, a NumPy ``.npy`` (4D
+    ``[scan_y, scan_x, det_y, det_x]`` or 3D ``[frames, det_y, det_x]``, as ``np.save``
+    writes it) or a raw dump with its ``<file>.json`` sidecar. Returns a dict: ``format``, ``width`` and ``height`` (pixels),
     ``dtype`` (pixel type frames are delivered as: ``u8``, ``u16``, ``u32``, ``f32``),
     ``stored_dtype``, ``frames``, ``scan`` (``[rows, cols]`` or ``None``),
     ``declared_frames``, ``file_bytes``, the byte layout (``header_bytes``,

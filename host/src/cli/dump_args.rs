@@ -7,8 +7,9 @@ use crate::source::{Format, OpenOptions, RawDtype};
 /// `--format` on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FormatArg {
-    /// Tell from the file: `.mib` is Merlin; a `.raw` with an EMPAD `.xml` beside it is EMPAD;
-    /// a file with a `<file>.json` sidecar (or raw layout flags) is a raw dump.
+    /// Tell from the file: `.mib` is Merlin; `.npy` is a NumPy array; a `.raw` with an EMPAD
+    /// `.xml` beside it is EMPAD; a file with a `<file>.json` sidecar (or raw layout flags) is
+    /// a raw dump.
     #[default]
     Auto,
     /// Raw frames; layout from the `<file>.json` sidecar and/or the flags below.
@@ -17,13 +18,17 @@ pub enum FormatArg {
     Mib,
     /// EMPAD `.raw` (128 × 130 float32 per frame, scan shape from the acquisition `.xml`).
     Empad,
+    /// NumPy `.npy` array (numpy's np.save): 4D [scan_y, scan_x, det_y, det_x] or 3D
+    /// [frames, det_y, det_x] of uint8/16/32, int32 or float32, either byte order, C or Fortran
+    /// order (Fortran order is gathered pixel by pixel: slower).
+    Npy,
 }
 
 /// How to read a detector dump: its format and, for raw dumps, the frame layout.
 ///
-/// Merlin and EMPAD files describe themselves; raw dumps are described by a `<file>.json`
-/// sidecar next to them (ptyflow's simulator writes one) or by the layout flags, which
-/// override the sidecar.
+/// Merlin, EMPAD and `.npy` files describe themselves; raw dumps are described by a
+/// `<file>.json` sidecar next to them (ptyflow's simulator writes one) or by the layout flags,
+/// which override the sidecar (and, given in full, replace a `.json` that is not ptyflow's).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DumpArgs {
     /// File format of the dump.
@@ -68,6 +73,7 @@ impl DumpArgs {
                 FormatArg::Raw => Some(Format::Raw),
                 FormatArg::Mib => Some(Format::Mib),
                 FormatArg::Empad => Some(Format::Empad),
+                FormatArg::Npy => Some(Format::Npy),
             },
             width: self.width,
             height: self.height,

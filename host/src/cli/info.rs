@@ -14,7 +14,10 @@ use crate::{Error, Result};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The dump: a Merlin `.mib`, an EMPAD `.raw` (with its `.xml` beside it, or give the
-    /// `.xml`), or a raw dump described by a `<file>.json` sidecar or the raw layout flags.
+    /// `.xml`), a NumPy `.npy` (4D [scan_y, scan_x, det_y, det_x] or 3D [frames, det_y,
+    /// det_x], as np.save writes it), or a raw dump described by a `<file>.json` sidecar or
+    /// the raw layout flags (with --width, --height and --dtype, a `.json` that is not
+    /// ptyflow's sidecar is ignored, with a note).
     #[arg(value_name = "DUMP")]
     pub dump: PathBuf,
     /// Print one JSON object with the keys format, width, height, dtype (the pixel type frames

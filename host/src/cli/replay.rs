@@ -27,7 +27,9 @@ Example:
   ptyflow replay fixtures/mos2-defocus/scan.raw --scan 20x20 --bin 2 \\
       --virtual bf --virtual adf:14:24 --virtual com --out out/")]
 pub struct Args {
-    /// The dump to replay (raw with its `.json` sidecar, Merlin `.mib`, EMPAD `.raw`).
+    /// The dump to replay (raw with its `.json` sidecar or the layout flags, Merlin `.mib`,
+    /// EMPAD `.raw`, NumPy `.npy` of 4D [scan_y, scan_x, det_y, det_x] or 3D [frames, det_y,
+    /// det_x]: then give --scan).
     #[arg(required_unless_present = "synthetic")]
     pub dump: Option<PathBuf>,
 

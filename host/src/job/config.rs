@@ -98,7 +98,8 @@ pub struct MerlinSource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DumpSource {
-    /// The file (raw with its `.json` sidecar, Merlin `.mib`, EMPAD `.raw` or `.xml`).
+    /// The file (raw with its `.json` sidecar, Merlin `.mib`, EMPAD `.raw` or `.xml`, NumPy
+    /// `.npy`).
     pub path: PathBuf,
     /// The format; absent: detected (see [`crate::source`]).
     #[serde(default)]

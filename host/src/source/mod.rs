@@ -26,11 +26,16 @@
 //! - **mib**: Quantum Detectors Merlin, see the `mib` module notes: `U08/U16/U32` → `u8/u16/u32`;
 //!   RAW `R64` 1-bit and 6-bit → `u8`, 12-bit → `u16`; quad RAW reassembled to 512 × 512.
 //! - **empad**: 128 × 130 `f32` frames, delivered as 128 × 128 (the last two rows dropped).
+//! - **npy**: NumPy `.npy` (versions 1–3), 4D `[scan_y, scan_x, det_y, det_x]` or 3D
+//!   `[frames, det_y, det_x]` of `u1 u2 u4 i4 f4`, either byte order; C order maps like raw,
+//!   Fortran order is gathered pixel by pixel (see the `npy` module).
 //!
 //! Frames keep the file's layout: row 0 is the first row stored, no flips.
 //!
 //! # Format detection (`format: None`)
-//! 1. a `.mib` extension → Merlin;
+//! 1. a `.mib` extension → Merlin; a `.npy` → NumPy;
+//!    (`.h5`/`.hdf5`/`.emd` → an error saying how to convert, unless raw layout options are
+//!    given: HDF5 is not read yet);
 //! 2. a `.xml` → EMPAD, reading the `.raw` it names; a `.raw` with an EMPAD `.xml` beside it
 //!    (same stem, or the only `.xml` in the folder that names it) → EMPAD;
 //! 3. a sidecar `<file>.json`, or raw layout options → raw;
@@ -57,6 +62,7 @@ pub(crate) mod empad;
 mod guard;
 pub mod live;
 pub(crate) mod mib;
+pub(crate) mod npy;
 mod raw;
 pub mod synthetic;
 
@@ -80,15 +86,18 @@ pub enum Format {
     Mib,
     /// EMPAD `.raw` with its acquisition `.xml`.
     Empad,
+    /// NumPy `.npy` array, 4D `[scan_y, scan_x, det_y, det_x]` or 3D `[frames, det_y, det_x]`.
+    Npy,
 }
 
 impl Format {
-    /// The name used on the command line and in JSON output: `raw`, `mib`, `empad`.
+    /// The name used on the command line and in JSON output: `raw`, `mib`, `empad`, `npy`.
     pub fn name(self) -> &'static str {
         match self {
             Format::Raw => "raw",
             Format::Mib => "mib",
             Format::Empad => "empad",
+            Format::Npy => "npy",
         }
     }
 }
@@ -226,7 +235,8 @@ impl DumpInfo {
     pub fn pixels(&self) -> usize {
         self.width * self.height
     }
-    /// Byte offset in the file of the stored pixels of frame `index`.
+    /// Byte offset in the file of the stored pixels of frame `index` (not meaningful for a
+    /// Fortran-order `.npy`, whose frames are not contiguous).
     pub fn frame_offset(&self, index: usize) -> u64 {
         self.header_bytes + index as u64 * self.stride + self.frame_header_bytes
     }
@@ -324,6 +334,22 @@ impl Plan {
     pub(crate) fn header_check(&self) -> Option<&mib::HeaderCheck> {
         self.mib.as_ref()
     }
+    /// The frame count the metadata declares (0 if none; the fuzz targets use it).
+    pub(crate) fn declared_frames(&self) -> u64 {
+        self.declared.as_ref().map_or(0, |d| d.frames)
+    }
+    /// Pixels per frame.
+    pub(crate) fn pixels(&self) -> usize {
+        self.width * self.height
+    }
+    /// Bytes before the first frame.
+    pub(crate) fn header_bytes(&self) -> u64 {
+        self.header_bytes
+    }
+    /// Stored pixel bytes of every frame.
+    pub(crate) fn frame_bytes(&self) -> u64 {
+        self.frame_bytes
+    }
 }
 
 /// A memory-mapped detector dump. `Send + Sync`: share it between threads, each with its own
@@ -333,6 +359,8 @@ pub struct Dump {
     info: DumpInfo,
     decode: Decode,
     mib: Option<mib::HeaderCheck>,
+    /// How to gather the frames of a Fortran-order `.npy` (pixels not contiguous).
+    strided: Option<npy::Strided>,
     /// The open file, to see its size now ([`Dump::check_frames`]).
     file: File,
     /// Declared before `map`: fields drop in order, so the map is unregistered from the
@@ -415,6 +443,19 @@ fn detect(path: &Path, opts: &OpenOptions) -> Result<(Format, PathBuf)> {
     if has_ext(path, "mib") {
         return Ok((Format::Mib, path.to_owned()));
     }
+    if has_ext(path, "npy") {
+        return Ok((Format::Npy, path.to_owned()));
+    }
+    if ["h5", "hdf5", "emd"].iter().any(|e| has_ext(path, e)) && !opts.raw.any() {
+        return Err(Error::file(
+            path,
+            "HDF5/EMD files are not read by ptyflow yet. Save the 4D dataset as .npy, which is \
+             read in place: python -c \"import h5py, numpy; \
+             numpy.save('scan.npy', h5py.File('FILE')['DATASET'])\" (for py4DSTEM files the \
+             dataset is '<root>/<datacube>/data', or in older ones \
+             '4DSTEM_experiment/data/datacubes/<name>/data')",
+        ));
+    }
     if has_ext(path, "xml") {
         return Ok((Format::Empad, empad::raw_for_xml(path)?));
     }
@@ -427,8 +468,8 @@ fn detect(path: &Path, opts: &OpenOptions) -> Result<(Format, PathBuf)> {
     Err(Error::file(
         path,
         format!(
-            "cannot tell the format: not a `.mib`, no EMPAD `.xml` beside it, and no sidecar {}. \
-             Give --format mib or --format empad, or describe a raw dump with --format raw \
+            "cannot tell the format: not a `.mib` or `.npy`, no EMPAD `.xml` beside it, and no sidecar {}. \
+             Give --format mib, --format empad or --format npy, or describe a raw dump with --format raw \
              --width W --height H --dtype u8|u16|u32|i32|f32 (plus --header-bytes, \
              --frame-header-bytes, --frame-footer-bytes, --big-endian if needed)",
             RawSidecar::path_for(path).display()
@@ -480,12 +521,28 @@ impl Dump {
         }
         // Guarded from here on: a read of a page that vanishes sees zeros, not SIGBUS.
         let guard = guard::Guard::register(&map);
-        let (plan, xml) = match format {
-            Format::Raw => (raw::plan(&path, &opts.raw)?, None),
-            Format::Mib => (mib::plan(&path, &map)?, None),
-            Format::Empad => empad::plan(&path)?,
+        let (plan, xml, strided) = match format {
+            Format::Raw => (raw::plan(&path, &opts.raw)?, None, None),
+            Format::Mib => (mib::plan(&path, &map)?, None, None),
+            Format::Empad => {
+                let (plan, xml) = empad::plan(&path)?;
+                (plan, xml, None)
+            }
+            Format::Npy => {
+                let (plan, strided) = npy::plan(&path, &map)?;
+                (plan, None, strided)
+            }
         };
+        #[cfg(unix)]
+        if strided.is_some() {
+            // A Fortran-order frame gathers pixels from all over the file.
+            let _ = map.advise(memmap2::Advice::Normal);
+        }
         let mut dump = Self::from_plan(plan, size, file, guard, map)?;
+        dump.strided = strided;
+        if strided.is_some() {
+            dump.info.zero_copy = false;
+        }
         if format == Format::Empad {
             let (scan, note) = empad::resolve_scan(&path, xml.as_ref(), dump.info.frames);
             dump.info.scan = scan;
@@ -721,6 +778,7 @@ impl Dump {
             },
             decode: p.decode,
             mib: p.mib,
+            strided: None,
             file,
             guard,
             map,
@@ -812,7 +870,11 @@ impl Dump {
         let faulted = fault.map_or(u64::MAX, |at| {
             at.saturating_sub(info.header_bytes) / info.stride
         });
-        let first_bad = whole.min(faulted);
+        let mut first_bad = whole.min(faulted);
+        if self.strided.is_some() && (now < info.file_bytes || fault.is_some()) {
+            // Fortran order: every frame has pixels near the end of the file.
+            first_bad = 0;
+        }
         if first_bad >= frames.end as u64 {
             return Ok(());
         }
@@ -887,6 +949,9 @@ impl<'d> FrameReader<'d> {
                     info.frames
                 ),
             ));
+        }
+        if let Some(s) = &dump.strided {
+            return Ok(s.frame(&dump.map, index, &mut self.bufs));
         }
         // A generated source repeats its ring (a predictable branch, 0 for files).
         let slot = if dump.ring == 0 {

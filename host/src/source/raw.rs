@@ -208,7 +208,32 @@ impl RawSidecar {
 
 /// The effective layout of a raw dump: sidecar values with explicit options on top.
 pub(crate) fn plan(path: &Path, over: &RawOverrides) -> Result<Plan> {
-    let sidecar = RawSidecar::read_for(path)?;
+    // A `<file>.json` that is not ptyflow's sidecar (another program's metadata, numpy dtype
+    // strings such as "<u2" …) does not stop a read whose layout the flags give in full.
+    let flags_complete = over.width.is_some() && over.height.is_some() && over.dtype.is_some();
+    let mut notes = Vec::new();
+    let sidecar = match RawSidecar::read_for(path) {
+        Ok(s) => s,
+        Err(Error::File { path: json, msg }) if flags_complete => {
+            notes.push(format!(
+                "{} is not a ptyflow sidecar ({msg}); it is ignored and the layout is read \
+                 from the flags",
+                json.display()
+            ));
+            None
+        }
+        Err(Error::File { path: json, msg }) => {
+            return Err(Error::File {
+                path: json,
+                msg: format!(
+                    "{msg}. If this is not a ptyflow sidecar, give the layout with --width, \
+                     --height and --dtype (and --header-bytes, --frame-header-bytes, \
+                     --frame-footer-bytes, --big-endian if needed) to read the dump anyway"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let missing = |flag: &str| {
         Error::file(
             path,
@@ -308,7 +333,7 @@ pub(crate) fn plan(path: &Path, over: &RawOverrides) -> Result<Plan> {
         decode,
         scan,
         declared,
-        notes: Vec::new(),
+        notes,
         mib: None,
     })
 }

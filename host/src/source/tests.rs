@@ -195,6 +195,152 @@ fn raw_i32_becomes_f32_and_options_override_sidecar() {
 }
 
 #[test]
+fn foreign_sidecar_is_ignored_when_the_flags_give_the_layout() {
+    let dir = tmp();
+    let path = dir.path().join("scan.raw");
+    let px: Vec<u16> = (0..2 * 3 * 4).map(|i| i * 1000 + 7).collect();
+    std::fs::write(&path, bytemuck::cast_slice::<u16, u8>(&px)).unwrap();
+    // Another program's metadata, with numpy's dtype strings.
+    std::fs::write(
+        RawSidecar::path_for(&path),
+        r#"{"dtype": "<u2", "shape": [2, 3, 4], "fortran_order": false}"#,
+    )
+    .unwrap();
+    let e = err(open(&path));
+    assert!(
+        e.contains("scan.raw.json")
+            && e.contains("<u2")
+            && e.contains("--width, --height and --dtype"),
+        "{e}"
+    );
+    let flags = OpenOptions {
+        format: None,
+        raw: RawOverrides {
+            width: Some(4),
+            height: Some(3),
+            dtype: Some(RawDtype::U16),
+            ..Default::default()
+        },
+    };
+    let dump = Dump::open(&path, &flags).unwrap();
+    let info = dump.info();
+    assert_eq!((info.frames, info.width, info.height), (2, 4, 3));
+    assert!(
+        info.notes
+            .iter()
+            .any(|n| n.contains("not a ptyflow sidecar") && n.contains("flags")),
+        "{:?}",
+        info.notes
+    );
+    let mut r = dump.reader();
+    let Frame::U16(f1) = r.frame(1).unwrap() else {
+        panic!("u16 frames expected")
+    };
+    assert_eq!(f1, &px[12..]);
+    // Incomplete flags still refuse, naming the sidecar.
+    let partial = OpenOptions {
+        format: None,
+        raw: RawOverrides {
+            width: Some(4),
+            ..Default::default()
+        },
+    };
+    assert!(err(Dump::open(&path, &partial)).contains("scan.raw.json"));
+}
+
+// ---------------------------------------------------------------- npy
+
+#[test]
+fn hdf5_files_get_a_way_out() {
+    let dir = tmp();
+    let path = dir.path().join("scan.emd");
+    std::fs::write(&path, b"\x89HDF\r\n\x1a\n").unwrap();
+    let e = err(open(&path));
+    assert!(e.contains("scan.emd") && e.contains("numpy.save"), "{e}");
+}
+
+/// A `.npy` as numpy 1.x writes it (header padded to 64 bytes), holding `data`.
+fn write_npy(path: &Path, descr: &str, fortran: bool, shape: &[usize], data: &[u8]) {
+    let py = if fortran { "True" } else { "False" };
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut d = format!(
+        "{{'descr': '{descr}', 'fortran_order': {py}, 'shape': ({}), }}",
+        dims.join(", ")
+    );
+    while (10 + d.len() + 1) % 64 != 0 {
+        d.push(' ');
+    }
+    d.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((d.len() as u16).to_le_bytes());
+    bytes.extend(d.as_bytes());
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn npy_c_order_is_zero_copy_and_fortran_matches_it() {
+    let dir = tmp();
+    let (sy, sx, dy, dx) = (3usize, 2usize, 4usize, 5usize);
+    let frames = pattern(sy * sx, dy * dx);
+    let c: Vec<u8> = frames
+        .iter()
+        .flatten()
+        .flat_map(|&v| (v as u16).to_le_bytes())
+        .collect();
+    let cpath = dir.path().join("c.npy");
+    write_npy(&cpath, "<u2", false, &[sy, sx, dy, dx], &c);
+    // The same array in Fortran order: element (y, x, r, col) at y + sy·(x + sx·(r + dy·col)).
+    let mut f = vec![0u8; c.len()];
+    for (i, fr) in frames.iter().enumerate() {
+        let (y, x) = (i / sx, i % sx);
+        for r in 0..dy {
+            for col in 0..dx {
+                let at = y + sy * (x + sx * (r + dy * col));
+                f[2 * at..2 * at + 2].copy_from_slice(&(fr[r * dx + col] as u16).to_le_bytes());
+            }
+        }
+    }
+    let fpath = dir.path().join("f.npy");
+    write_npy(&fpath, "<u2", true, &[sy, sx, dy, dx], &f);
+    let cd = open(&cpath).unwrap();
+    let fd = open(&fpath).unwrap();
+    assert_eq!(cd.info().format, Format::Npy);
+    assert_eq!(cd.info().scan, Some((sy, sx)));
+    assert!(cd.info().zero_copy && !fd.info().zero_copy);
+    assert!(fd.info().notes.iter().any(|n| n.contains("Fortran")));
+    let (mut cr, mut fr) = (cd.reader(), fd.reader());
+    for (i, frame) in frames.iter().enumerate() {
+        let want: Vec<u16> = frame.iter().map(|&v| v as u16).collect();
+        assert_eq!(cr.frame(i).unwrap(), Frame::U16(&want));
+        assert_eq!(fr.frame(i).unwrap(), Frame::U16(&want));
+    }
+    // A 3D big-endian float array.
+    let be: Vec<u8> = (0..2 * 6)
+        .flat_map(|v| (v as f32 * 0.5).to_be_bytes())
+        .collect();
+    let p = dir.path().join("b.npy");
+    write_npy(&p, ">f4", false, &[2, 2, 3], &be);
+    let d = open(&p).unwrap();
+    assert_eq!(
+        (d.info().frames, d.info().scan, d.info().pixel),
+        (2, None, PixelKind::F32)
+    );
+    let mut r = d.reader();
+    assert_eq!(
+        r.frame(1).unwrap(),
+        Frame::F32(&[3.0, 3.5, 4.0, 4.5, 5.0, 5.5])
+    );
+    // Truncated data: the header's shape no longer fits.
+    write_npy(&p, "<u2", false, &[2, 2, 2, 2], &[0u8; 30]);
+    let e = err(open(&p));
+    assert!(
+        e.contains("b.npy") && e.contains("needs 32 data bytes"),
+        "{e}"
+    );
+}
+
+#[test]
 fn raw_errors_name_file_and_parameter() {
     let dir = tmp();
     let path = dir.path().join("x.raw");

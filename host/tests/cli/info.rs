@@ -220,6 +220,53 @@ fn empad_with_xml() {
     assert_eq!(v["max"].as_f64(), Some(f64::from(max)));
 }
 
+/// A Fortran-order big-endian u32 `.npy` (as `np.save(p, np.asfortranarray(a.astype('>u4')))`
+/// writes it), read under its extension and under `--format npy`; a bad one exits 2.
+#[test]
+fn npy_fortran_big_endian() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sy, sx, dy, dx) = (2usize, 3usize, 4usize, 5usize);
+    let px = values(sy * sx, dy * dx, 1 << 20);
+    let mut data = vec![0u8; px.len() * dy * dx * 4];
+    for (f, frame) in px.iter().enumerate() {
+        let (y, x) = (f / sx, f % sx);
+        for r in 0..dy {
+            for c in 0..dx {
+                let at = 4 * (y + sy * (x + sx * (r + dy * c)));
+                data[at..at + 4].copy_from_slice(&(frame[r * dx + c] as u32).to_be_bytes());
+            }
+        }
+    }
+    let mut header =
+        format!("{{'descr': '>u4', 'fortran_order': True, 'shape': ({sy}, {sx}, {dy}, {dx}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(&data);
+    let dump = dir.path().join("scan.npy");
+    std::fs::write(&dump, &bytes).unwrap();
+    let (sum, min, max) = int_totals(&px);
+    for args in [&[][..], &["--format", "npy"][..]] {
+        let v = json(args, &dump);
+        expect(&v, "npy", dx as u64, dy as u64, "u32", (sy * sx) as u64);
+        assert_eq!(
+            (v["sum"].as_u64(), v["min"].as_u64()),
+            (Some(sum), Some(min))
+        );
+        assert_eq!(v["max"].as_u64(), Some(max));
+    }
+    std::fs::write(&dump, &bytes[..bytes.len() - 1]).unwrap();
+    let e = fails(&[], &dump);
+    assert!(
+        e.contains("scan.npy") && e.contains("needs 480 data bytes"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_input_exits_2_with_a_message_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
