@@ -12,6 +12,8 @@ mod bench;
 mod info;
 #[path = "cli/live.rs"]
 mod live;
+#[path = "cli/live_dectris.rs"]
+mod live_dectris;
 #[path = "cli/replay.rs"]
 mod replay;
 

@@ -31,7 +31,11 @@ pub struct DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at byte {} of the encoded frame: {}", self.offset, self.msg)
+        write!(
+            f,
+            "at byte {} of the encoded frame: {}",
+            self.offset, self.msg
+        )
     }
 }
 
@@ -357,7 +361,11 @@ pub fn encode_bslz4(data: &[u8], elem_size: usize, block_elems: usize) -> Vec<u8
     while i < whole {
         let n = block_elems.min(whole - i);
         let shuffled = &mut block[..n * elem_size];
-        bitshuffle(&data[i * elem_size..(i + n) * elem_size], shuffled, elem_size);
+        bitshuffle(
+            &data[i * elem_size..(i + n) * elem_size],
+            shuffled,
+            elem_size,
+        );
         let c = lz4_flex::block::compress(shuffled);
         out.extend((c.len() as u32).to_be_bytes());
         out.extend(c);
@@ -489,7 +497,10 @@ mod tests {
         assert_eq!(e.compression, Compression::BitshuffleLz4);
         assert_eq!(e.shuffle_bits, Some(16));
         assert!(e.little_endian);
-        assert_eq!(Encoding::parse("lz4<").unwrap().compression, Compression::Lz4);
+        assert_eq!(
+            Encoding::parse("lz4<").unwrap().compression,
+            Compression::Lz4
+        );
         assert!(!Encoding::parse(">").unwrap().little_endian);
         for bad in ["", "lz4", "bs12-lz4<", "bslz4<", "zstd<", "bs16-lz4"] {
             assert!(Encoding::parse(bad).is_err(), "{bad}");
@@ -504,12 +515,19 @@ mod tests {
         decode_lz4(&c, &mut out).unwrap();
         assert_eq!(out, data);
         let mut short = vec![0u8; data.len() + 1];
-        assert!(decode_lz4(&c, &mut short).unwrap_err().msg.contains("expected 5001"));
+        assert!(
+            decode_lz4(&c, &mut short)
+                .unwrap_err()
+                .msg
+                .contains("expected 5001")
+        );
     }
 
     #[test]
     fn malformed_containers_name_the_byte() {
-        let data: Vec<u8> = (0..2000u32).flat_map(|i| ((i % 9) as u16).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..2000u32)
+            .flat_map(|i| ((i % 9) as u16).to_le_bytes())
+            .collect();
         let blob = naive_bslz4(&data, 2, 512);
         let mut out = vec![0u8; data.len()];
         let mut s = Vec::new();
