@@ -4,7 +4,7 @@
 //!
 //! - **L1 merlin tcp**: 256 × 256 U16 Merlin frames (384-byte MQ1 header, big-endian pixels)
 //!   in `MPX` messages, received by [`MerlinReceiver`] (framing, header check, byte swap).
-//! - **L2 dectris zmq bslz4** (feature `dectris`): 192 × 192 u16 frames of Poisson counts
+//! - **L2 dectris zmq** (feature `dectris`): 192 × 192 u16 frames of Poisson counts
 //!   (mean 2 per pixel), bitshuffle-LZ4 compressed, in SIMPLON stream messages over a ZeroMQ
 //!   PUSH socket, received by `DectrisReceiver` (4 parts, JSON headers, bslz4 decode).
 //!   GB/s counts the decoded frames, as every row does.
@@ -32,7 +32,7 @@ pub fn workloads() -> Vec<Workload> {
     }];
     #[cfg(feature = "dectris")]
     all.push(Workload {
-        name: "L2 dectris zmq bslz4",
+        name: "L2 dectris zmq",
         description: "DECTRIS stream v1 on loopback (ZeroMQ): 4-part messages + bslz4 decode",
         width: 192,
         height: 192,
