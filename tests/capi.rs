@@ -321,7 +321,8 @@ fn issue_7_c_client_matches_replay() {
     let replayed = replay_into(&fx, &tmp.path().join("replay"));
 
     let exe = tmp.path().join("capi_client_static");
-    let system_libs = ["-lpthread", "-ldl", "-lm"].map(String::from);
+    // libstdc++: the DECTRIS receiver links libzmq (C++, built from source by zmq-sys).
+    let system_libs = ["-lpthread", "-ldl", "-lm", "-lstdc++"].map(String::from);
     let mut link = vec![staticlib.display().to_string()];
     link.extend(system_libs.iter().cloned());
     compile(&exe, &link);

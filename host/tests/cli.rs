@@ -14,6 +14,8 @@ mod faults;
 mod info;
 #[path = "cli/live.rs"]
 mod live;
+#[path = "cli/live_dectris.rs"]
+mod live_dectris;
 #[path = "cli/replay.rs"]
 mod replay;
 

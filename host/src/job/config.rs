@@ -63,6 +63,23 @@ pub enum Source {
     /// A generated stream of frames, no file needed (soaks, tests; replayed by
     /// [`crate::job::replay`], see [`crate::source::synthetic`]).
     Synthetic(SyntheticSource),
+    /// A DECTRIS detector's stream interface, ZeroMQ ([`crate::job::live`]).
+    Dectris(DectrisSource),
+}
+
+/// A DECTRIS detector (ARINA, QUADRO, EIGER) streaming over its SIMPLON stream interface,
+/// version 1 ([`crate::source::live::bslz4`] decodes the frames). The frame geometry, pixel
+/// type and encoding come from the images' own `dimage_d-1.0` parts; the scan shape must be
+/// given (`scan.shape`). Needs the `dectris` feature (on by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DectrisSource {
+    /// The stream interface, `HOST:PORT` (a DECTRIS detector control unit serves 9999).
+    pub address: String,
+    /// Give up when no message arrives for this long (seconds); absent: wait as long as the
+    /// detector takes (it may be waiting to be armed and triggered).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// A generated stream of `u16` frames ([`crate::source::Dump::synthetic`]).
@@ -542,6 +559,8 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("source.synthetic.distinct", "--synthetic"),
     ("source.merlin.address", "--merlin"),
     ("source.merlin.timeout_s", "--timeout"),
+    ("source.dectris.address", "--dectris"),
+    ("source.dectris.timeout_s", "--timeout"),
     ("scan.shape", "--scan"),
     ("scan.serpentine", "--serpentine"),
     ("scan.allow_partial", "--allow-partial"),
@@ -671,17 +690,25 @@ impl JobConfig {
                 ));
             }
         }
-        if let Source::Merlin(m) = &self.source {
-            if !m.address.contains(':') {
+        let live = match &self.source {
+            Source::Merlin(m) => Some(("merlin", &m.address, m.timeout_s, "the data port", 6342)),
+            Source::Dectris(d) => Some((
+                "dectris",
+                &d.address,
+                d.timeout_s,
+                "the stream interface",
+                9999,
+            )),
+            _ => None,
+        };
+        if let Some((kind, address, timeout_s, what, port)) = live {
+            if !address.contains(':') {
                 return Err(Error::param(
-                    "source.merlin.address",
-                    format!(
-                        "`{}`: expected HOST:PORT (the data port, e.g. 127.0.0.1:6342)",
-                        m.address
-                    ),
+                    format!("source.{kind}.address"),
+                    format!("`{address}`: expected HOST:PORT ({what}, e.g. 127.0.0.1:{port})"),
                 ));
             }
-            positive("source.merlin.timeout_s", m.timeout_s)?;
+            positive(&format!("source.{kind}.timeout_s"), timeout_s)?;
             if self.scan.shape.is_none() {
                 return Err(Error::param(
                     "scan.shape",

@@ -19,19 +19,99 @@ use super::config::{JobConfig, PushSource, Source};
 use super::{Hooks, JobOutcome, PushSession};
 use crate::pipeline::push::PushError;
 use crate::pipeline::run::report as progress;
-use crate::source::live::merlin::{AcquisitionHeader, MerlinReceiver, Message};
+use crate::source::Frame;
+#[cfg(feature = "dectris")]
+use crate::source::live::dectris::{self, DectrisReceiver};
+use crate::source::live::merlin::{self, MerlinReceiver};
 use crate::{Error, Result};
+
+/// The receiver of either detector, its messages reduced to what the job needs.
+enum Receiver {
+    Merlin(MerlinReceiver<std::net::TcpStream>),
+    #[cfg(feature = "dectris")]
+    Dectris(DectrisReceiver),
+}
+
+/// A message of either receiver.
+enum Got<'a> {
+    /// An acquisition or series header, with the frames it declares.
+    Header(Option<u64>),
+    Frame {
+        index: u64,
+        width: usize,
+        height: usize,
+        frame: Frame<'a>,
+    },
+    /// The stream ended: the connection closed between messages, or the series ended.
+    End(&'static str),
+}
+
+impl Receiver {
+    fn receive(&mut self) -> Result<Got<'_>> {
+        match self {
+            Receiver::Merlin(rx) => Ok(match rx.receive()? {
+                None => Got::End("the connection closed"),
+                Some(merlin::Message::Header(h)) => Got::Header(h.frames),
+                Some(merlin::Message::Frame {
+                    index,
+                    width,
+                    height,
+                    frame,
+                }) => Got::Frame {
+                    index,
+                    width,
+                    height,
+                    frame,
+                },
+            }),
+            #[cfg(feature = "dectris")]
+            Receiver::Dectris(rx) => Ok(match rx.receive()? {
+                dectris::Message::End { .. } => Got::End("the series ended"),
+                dectris::Message::Header(h) => Got::Header(h.frames),
+                dectris::Message::Frame {
+                    index,
+                    width,
+                    height,
+                    frame,
+                } => Got::Frame {
+                    index,
+                    width,
+                    height,
+                    frame,
+                },
+            }),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Receiver::Merlin(rx) => rx.bytes(),
+            #[cfg(feature = "dectris")]
+            Receiver::Dectris(rx) => rx.bytes(),
+        }
+    }
+
+    fn stored_dtype(&self) -> Option<&str> {
+        match self {
+            Receiver::Merlin(rx) => rx.stored_dtype(),
+            #[cfg(feature = "dectris")]
+            Receiver::Dectris(rx) => rx.stored_dtype(),
+        }
+    }
+}
 
 /// The report's `live` section: what the receiver got.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LiveSummary {
-    /// `merlin`.
+    /// `merlin` or `dectris`.
     pub detector: &'static str,
     /// The address as configured.
     pub address: String,
-    /// How the frames were stored on the wire, e.g. `U16 (1 chip, layout 1x1, counter depth 12)`.
+    /// How the frames were stored on the wire, e.g. `U16 (1 chip, layout 1x1, counter depth 12)`
+    /// (Merlin) or `uint16 bs16-lz4<` (DECTRIS).
     pub stored_dtype: Option<String>,
-    /// `Frames in Acquisition` of the acquisition header (0: continuous; absent: no header).
+    /// `Frames in Acquisition` of the Merlin acquisition header (0: continuous), or
+    /// `nimages × ntrigger` of the DECTRIS series header; absent: no header, or none said.
     pub acquisition_frames: Option<u64>,
     /// Frames the job waited for: the scan's positions, or fewer when the acquisition
     /// declares fewer and `scan.allow_partial` is set.
@@ -58,11 +138,15 @@ pub struct LiveSummary {
 /// and counted (`frames_dropped`).
 pub fn live(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
     config.validate()?;
-    let Source::Merlin(source) = &config.source else {
-        return Err(Error::param(
-            "source",
-            "a live job receives from a detector: give `source.merlin`",
-        ));
+    let (detector, address, timeout_s) = match &config.source {
+        Source::Merlin(m) => ("merlin", &m.address, m.timeout_s),
+        Source::Dectris(d) => ("dectris", &d.address, d.timeout_s),
+        _ => {
+            return Err(Error::param(
+                "source",
+                "a live job receives from a detector: give `source.merlin` or `source.dectris`",
+            ));
+        }
     };
     let [rows, cols] = config.scan.shape.ok_or_else(|| {
         Error::param(
@@ -71,12 +155,23 @@ pub fn live(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
         )
     })?;
     let positions = (rows * cols) as u64;
-    let timeout = source.timeout_s.map(Duration::from_secs_f64);
+    let timeout = timeout_s.map(Duration::from_secs_f64);
     let started = Instant::now();
-    let mut rx = MerlinReceiver::connect(&source.address, timeout)?;
+    let mut rx = match detector {
+        #[cfg(feature = "dectris")]
+        "dectris" => Receiver::Dectris(DectrisReceiver::connect(address, timeout)?),
+        #[cfg(not(feature = "dectris"))]
+        "dectris" => {
+            return Err(Error::param(
+                "source.dectris",
+                "this build of ptyflow has no DECTRIS receiver (the `dectris` feature is off)",
+            ));
+        }
+        _ => Receiver::Merlin(MerlinReceiver::connect(address, timeout)?),
+    };
     let mut summary = LiveSummary {
-        detector: "merlin",
-        address: source.address.clone(),
+        detector,
+        address: address.clone(),
         frames_expected: positions,
         ..LiveSummary::default()
     };
@@ -100,11 +195,11 @@ pub fn live(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
             Err(e) => return Err(e),
         };
         match message {
-            None => {
+            Got::End(why) => {
                 let e = Error::live(
-                    &source.address,
+                    address,
                     format!(
-                        "the connection closed after {} of {} frames",
+                        "{why} after {} of {} frames",
                         summary.frames_received, summary.frames_expected
                     ),
                 );
@@ -114,13 +209,13 @@ pub fn live(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
                 failure = Some(e);
                 break;
             }
-            Some(Message::Header(h)) if session.is_none() => {
-                expect_frames(config, &source.address, &h, positions, &mut summary)?;
-                summary.acquisition_frames = h.frames;
+            Got::Header(frames) if session.is_none() => {
+                expect_frames(config, address, frames, positions, &mut summary)?;
+                summary.acquisition_frames = frames;
             }
-            Some(Message::Header(_)) => {
+            Got::Header(_) => {
                 failure = Some(Error::live(
-                    &source.address,
+                    address,
                     format!(
                         "a new acquisition began after {} of {} frames",
                         summary.frames_received, summary.frames_expected
@@ -128,12 +223,12 @@ pub fn live(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
                 ));
                 break;
             }
-            Some(Message::Frame {
+            Got::Frame {
                 index,
                 width,
                 height,
                 frame,
-            }) => {
+            } => {
                 let s = match &mut session {
                     Some(s) => s,
                     None => {
@@ -207,21 +302,21 @@ pub fn live(config: &JobConfig, hooks: &Hooks) -> Result<JobOutcome> {
                     address,
                     msg: msg + &more,
                 },
-                other => Error::live(&source.address, format!("{other}{more}")),
+                other => Error::live(address, format!("{other}{more}")),
             })
         }
     }
 }
 
-/// Checks the acquisition header's frame count against the scan; sets the frames to wait for.
+/// Checks the frame count a header declares against the scan; sets the frames to wait for.
 fn expect_frames(
     config: &JobConfig,
     address: &str,
-    header: &AcquisitionHeader,
+    frames: Option<u64>,
     positions: u64,
     summary: &mut LiveSummary,
 ) -> Result<()> {
-    let Some(n) = header.frames.filter(|&n| n > 0) else {
+    let Some(n) = frames.filter(|&n| n > 0) else {
         return Ok(());
     };
     if n == positions {

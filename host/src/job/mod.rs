@@ -10,8 +10,9 @@
 //!   finished into the same outputs.
 //! - [`reduce_frames`]: frames already in memory (a 4D array), the disc found from their
 //!   mean like a dump's, then pushed through a [`PushSession`].
-//! - [`live()`]: a detector streaming over the network (a Merlin's data port), received
-//!   into a push session; everything received is written even when the connection is lost.
+//! - [`live()`]: a detector streaming over the network (a Merlin's data port, a DECTRIS
+//!   stream interface), received into a push session; everything received is written even
+//!   when the connection is lost.
 //!
 //! - [`compress()`]: a recorded dump compressed by change of basis (paper 002), its
 //!   coefficients, angles and basis written into `out`.
@@ -56,8 +57,8 @@ use std::sync::atomic::AtomicBool;
 
 pub use compress::{CompressConfig, CompressOutcome, compress};
 pub use config::{
-    DumpSource, FIELDS, JobConfig, MemorySize, MerlinSource, PushSource, RadiusUnit, ReconConfig,
-    ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source, SyntheticSource,
+    DectrisSource, DumpSource, FIELDS, JobConfig, MemorySize, MerlinSource, PushSource, RadiusUnit,
+    ReconConfig, ReconMethod, ReduceConfig, RunConfig, ScanConfig, Source, SyntheticSource,
 };
 pub use live::{LiveSummary, live};
 pub use memory::{ContiguousFrames, FrameSet, reduce_frames};

@@ -69,12 +69,12 @@ fn serve(file: &Path, cut: Option<usize>) -> (String, JoinHandle<()>) {
     (address, handle)
 }
 
-fn report(out: &Path) -> Value {
+pub(crate) fn report(out: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
 
 /// Every `.npy` in `a` is in `b` with the same bytes; returns their names.
-fn same_npy(a: &Path, b: &Path) -> Vec<String> {
+pub(crate) fn same_npy(a: &Path, b: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(a).unwrap() {
         let path = entry.unwrap().path();
@@ -143,7 +143,7 @@ const JOB: &[&str] = &[
 ];
 
 /// `ptyflow` with `head`, then `JOB`.
-fn job(head: &[&str]) -> super::Run {
+pub(crate) fn job(head: &[&str]) -> super::Run {
     ptyflow(head.iter().chain(JOB))
 }
 
