@@ -118,3 +118,48 @@ put("npy_header", "u4_c_3d_v3", npy("<u4", False, (2, 2, 2), 4, major=3, pad=Fal
 put("npy_header", "i4_c_4d", npy("<i4", False, (1, 1, 2, 2), 4))
 put("npy_header", "bad_dtype", npy("<f8", False, (1, 1, 2, 2), 8))
 put("npy_header", "short", npy("<u2", False, (2, 2, 2, 2), 2)[:-3])
+
+
+# merlin_stream: the data port's framing, `MPX,<10-digit length>,` before each message
+# (length = payload + 1 for the trailing comma), an acquisition header, then MQ1 frames.
+def mpx(payload):
+    return b"MPX,%010d," % (len(payload) + 1) + payload
+
+
+def mq1_frame(seq, w, h, dt="U08", depth=6):
+    item = {"U08": 1, "U16": 2, "U32": 4}[dt]
+    return mib_header(seq, w, h, dt, depth=depth) + bytes(random.randrange(256) for _ in range(w * h * item))
+
+
+acq = ("\n".join(hdr_lines) + "\0" * 16).encode()
+put("merlin_stream", "hdr_two_u08", mpx(acq) + mpx(mq1_frame(1, 4, 4)) + mpx(mq1_frame(2, 4, 4)))
+put("merlin_stream", "u16_no_hdr", mpx(mq1_frame(1, 8, 2, "U16", 12)) + mpx(mq1_frame(2, 8, 2, "U16", 12)))
+put("merlin_stream", "torn", (mpx(acq) + mpx(mq1_frame(1, 4, 4)))[:-5])
+put("merlin_stream", "bad_prefix", b"MPX,00000x0010,HDR,abc")
+
+
+# bslz4: byte 0 picks element size (b % 3 -> 1, 2, 4 bytes) and encoding (b // 3 % 7 ->
+# bs8/bs16/bs32-lz4<, lz4<, <, >, bs16-lz4>), bytes 1-2 the element count (LE), then the blob.
+# Containers below are made by hand from the bitshuffle layout (12-byte header: BE u64 total
+# bytes, BE u32 block bytes; per block BE u32 length + LZ4 block); the real encoder's blobs are
+# in tests/peers/bslz4_vectors.json.
+def lz4_literals(data):
+    # An LZ4 block of one literals-only sequence (valid for data of any length).
+    n = len(data)
+    if n < 15:
+        return bytes([n << 4]) + data
+    rest, ext = n - 15, b""
+    while rest >= 255:
+        ext += b"\xff"
+        rest -= 255
+    return bytes([0xF0]) + ext + bytes([rest]) + data
+
+
+put("bslz4", "raw_u16", bytes([1 + 3 * 4]) + struct.pack("<H", 4) + bytes(range(8)))
+put("bslz4", "lz4_u8", bytes([0 + 3 * 3]) + struct.pack("<H", 10) + lz4_literals(bytes(range(10))))
+zeros = bytes(16)
+put("bslz4", "bs16_zeros", bytes([1 + 3 * 1]) + struct.pack("<H", 8) + struct.pack(">QI", 16, 16)
+    + struct.pack(">I", len(lz4_literals(zeros))) + lz4_literals(zeros))
+put("bslz4", "bs8_tail", bytes([0]) + struct.pack("<H", 11) + struct.pack(">QI", 11, 8)
+    + struct.pack(">I", len(lz4_literals(bytes(8)))) + lz4_literals(bytes(8)) + b"abc")
+put("bslz4", "truncated", bytes([1 + 3 * 1]) + struct.pack("<H", 8) + struct.pack(">QI", 16, 16) + b"\x00\x00")

@@ -88,3 +88,13 @@ fn cli_specs() {
 fn npy_header() {
     replay("npy_header", fuzzing::npy_header);
 }
+
+#[test]
+fn merlin_stream() {
+    replay("merlin_stream", fuzzing::merlin_stream);
+}
+
+#[test]
+fn bslz4() {
+    replay("bslz4", fuzzing::bslz4);
+}

@@ -160,3 +160,71 @@ pub fn npy_header(bytes: &[u8]) {
         }
     }
 }
+
+/// The Merlin data-port stream (`MPX,<length>,` framing, `HDR,`, `MQ1,` frames) as
+/// [`source::live::merlin::MerlinReceiver`] reads it from a socket: every message until the
+/// stream ends or errors. Frames handed out must have the size of the first frame's layout.
+pub fn merlin_stream(bytes: &[u8]) {
+    use source::live::merlin::{MerlinReceiver, Message};
+    let mut rx = MerlinReceiver::new(std::io::Cursor::new(bytes), "fuzz:0");
+    let mut size = None;
+    // Each message consumes at least its 15-byte prefix, so this bounds the loop.
+    for _ in 0..=bytes.len() / 15 {
+        match rx.receive() {
+            Ok(Some(Message::Frame {
+                width,
+                height,
+                frame,
+                ..
+            })) => {
+                assert_eq!(frame.len(), width * height, "a frame holds width × height");
+                assert_eq!(*size.get_or_insert(frame.len()), frame.len());
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// The DECTRIS frame decoders ([`source::live::bslz4`]). The first byte picks the element
+/// size (1, 2 or 4 bytes) and the encoding, the next two the frame's element count; the rest
+/// is the encoded blob, which must decode or fail with an error. Then the same bytes, taken
+/// as pixels, must survive the bitshuffle-LZ4 container and plain LZ4 round trips.
+pub fn bslz4(bytes: &[u8]) {
+    use source::live::bslz4::{Encoding, decode, encode_bslz4};
+    let [pick, n0, n1, blob @ ..] = bytes else {
+        return;
+    };
+    let elem = [1usize, 2, 4][usize::from(pick % 3)];
+    let encoding = [
+        "bs8-lz4<",
+        "bs16-lz4<",
+        "bs32-lz4<",
+        "lz4<",
+        "<",
+        ">",
+        "bs16-lz4>",
+    ][usize::from(pick / 3 % 7)];
+    let Ok(enc) = Encoding::parse(encoding) else {
+        return;
+    };
+    let count = usize::from(u16::from_le_bytes([*n0, *n1])) % 4097;
+    let mut out = vec![0u8; count * elem];
+    let mut scratch = Vec::new();
+    let _ = decode(&enc, blob, elem, &mut out, &mut scratch);
+
+    let data = &blob[..blob.len() - blob.len() % elem];
+    if data.is_empty() {
+        return;
+    }
+    let block = 8 * (1 + usize::from(*n0 % 16));
+    let packed = encode_bslz4(data, elem, block);
+    let bs = Encoding::parse(&format!("bs{}-lz4<", elem * 8)).expect("a bitshuffle encoding");
+    let mut back = vec![0u8; data.len()];
+    decode(&bs, &packed, elem, &mut back, &mut scratch).expect("an encoded frame decodes");
+    assert_eq!(back, data, "bitshuffle-LZ4 round trip");
+    let lz = lz4_flex::block::compress(data);
+    let plain = Encoding::parse("lz4<").expect("the LZ4 encoding");
+    decode(&plain, &lz, elem, &mut back, &mut scratch).expect("an LZ4 frame decodes");
+    assert_eq!(back, data, "LZ4 round trip");
+}

@@ -115,6 +115,10 @@ struct Layout {
     stored: String,
 }
 
+/// The most pixels a frame may have (an EIGER2 16M has 18.1 million; this refuses a garbage
+/// shape before its buffers are allocated).
+pub const MAX_FRAME_PIXELS: usize = 1 << 26;
+
 /// The most message parts kept (header `all` has 8; an image 4 plus an appendix).
 const PARTS: usize = 8;
 
@@ -343,10 +347,17 @@ impl DectrisReceiver {
                 };
                 let encoding = Encoding::parse(&d.encoding)
                     .map_err(|m| self.err(format!("image {index}: {m}")))?;
-                if width == 0 || height == 0 {
-                    return Err(self.err(format!("image {index}: shape [{width}, {height}]")));
-                }
-                self.bufs = DecodeBuffers::for_frames(pixel, width * height);
+                // A garbage shape is refused before it is allocated.
+                let pixels = width
+                    .checked_mul(height)
+                    .filter(|&n| n > 0 && n <= MAX_FRAME_PIXELS)
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "image {index}: shape [{width}, {height}], expected positive sides \
+                             of at most {MAX_FRAME_PIXELS} pixels in all"
+                        ))
+                    })?;
+                self.bufs = DecodeBuffers::for_frames(pixel, pixels);
                 self.layout = Some(Layout {
                     width,
                     height,
