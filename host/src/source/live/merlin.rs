@@ -360,11 +360,16 @@ impl<R: Read> MerlinReceiver<R> {
             // A new acquisition numbers its frames afresh; its layout must not change.
             let again = mib::layout(&self.message)
                 .map_err(|e| self.err(format!("frame header at byte {}: {}", e.offset, e.msg)))?;
-            let before = self.layout.as_ref().map(|l| (l.width, l.height, l.decode));
-            if before != Some((again.width, again.height, again.decode)) {
+            // The header size too: the message length was checked against frame 0's.
+            let shape = |l: &mib::Layout| (l.width, l.height, l.decode, l.header_bytes());
+            if self.layout.as_ref().map(shape) != Some(shape(&again)) {
                 return Err(self.err(format!(
-                    "frame {index}: a new acquisition changed the frames to {}×{} {}",
-                    again.width, again.height, again.stored_dtype
+                    "frame {index}: a new acquisition changed the frames to {}×{} {} with a \
+                     {}-byte header",
+                    again.width,
+                    again.height,
+                    again.stored_dtype,
+                    again.header_bytes()
                 )));
             }
             self.base = index;
