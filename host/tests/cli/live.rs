@@ -143,6 +143,29 @@ const JOB: &[&str] = &[
 ];
 
 /// `ptyflow` with `head`, then `JOB`.
+/// A live run of the fixture's 100 frames into `liv` wrote every array of the replay into
+/// `rep` bit for bit, and its report counts 100 in, 100 processed, none dropped; returns it.
+pub(crate) fn matches_replay(rep: &Path, liv: &Path) -> Value {
+    let names = same_npy(rep, liv);
+    for want in [
+        "dose.npy",
+        "mean.npy",
+        "var.npy",
+        "virtual_bf.npy",
+        "object.npy",
+        "probe.npy",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    let report = report(liv);
+    assert_eq!(report["frames_read"], 100);
+    assert_eq!(report["frames_processed"], 100);
+    assert_eq!(report["frames_dropped"], 0);
+    assert_eq!(report["live"]["frames_received"], 100);
+    assert_eq!(report["live"]["acquisition_frames"], 100);
+    report
+}
+
 pub(crate) fn job(head: &[&str]) -> super::Run {
     ptyflow(head.iter().chain(JOB))
 }
@@ -172,23 +195,7 @@ fn live_merlin_matches_replay_bit_for_bit() {
     ]);
     server.join().unwrap();
     assert_eq!(l.code, 0, "{}", l.stderr);
-    let names = same_npy(&rep, &liv);
-    for want in [
-        "dose.npy",
-        "mean.npy",
-        "var.npy",
-        "virtual_bf.npy",
-        "object.npy",
-        "probe.npy",
-    ] {
-        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
-    }
-    let report = report(&liv);
-    assert_eq!(report["frames_read"], 100);
-    assert_eq!(report["frames_processed"], 100);
-    assert_eq!(report["frames_dropped"], 0);
-    assert_eq!(report["live"]["frames_received"], 100);
-    assert_eq!(report["live"]["acquisition_frames"], 100);
+    let report = matches_replay(&rep, &liv);
     assert!(report["live"]["error"].is_null());
 }
 
